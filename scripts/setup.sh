@@ -18,6 +18,9 @@ PYTHON="${PYTHON:-python3}"
 LOG="$ROOT/build/setup.log"
 mkdir -p "$ROOT/build"
 : >"$LOG"
+# One set-up at a time per checkout (two shells, or make test while make demo runs).
+exec 9>"$ROOT/build/.setup.lock"
+flock 9
 
 step() { printf '[setup] %s\n' "$*"; }
 fail() {
