@@ -17,10 +17,10 @@ STAMPS="$VENV/.stamps"
 PYTHON="${PYTHON:-python3}"
 LOG="$ROOT/build/setup.log"
 mkdir -p "$ROOT/build"
-: >"$LOG"
 # One set-up at a time per checkout (two shells, or make test while make demo runs).
 exec 9>"$ROOT/build/.setup.lock"
 flock 9
+: >"$LOG"
 
 step() { printf '[setup] %s\n' "$*"; }
 fail() {
