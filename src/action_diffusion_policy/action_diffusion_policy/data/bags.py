@@ -1,0 +1,401 @@
+"""rosbag2 files through the ``rosbags`` library: episode metadata, a threaded writer, a reader.
+
+No rclpy here: the recorder node hands this module serialized CDR bytes, and the dataset builder,
+the bag player and the offline evaluator read bags through :func:`open_bag`.
+
+Episode metadata lives in two places of a bag directory, so that both ``ros2 bag info`` and our
+tools see it:
+
+* ``metadata.yaml`` -> ``rosbag2_bagfile_information.custom_data`` (string -> string):
+  ``embodiment``, ``task``, ``instruction``, ``success`` (``"true"``/``"false"``), ``notes``,
+  ``recorder`` and ``episode_json`` (the whole record below as JSON);
+* ``episode.json`` beside it: the same record plus the recorder's per-topic message counts.
+
+A bag recorded by plain ``ros2 bag record`` has neither; it reads as empty metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+CUSTOM_MSG_PACKAGE = "action_diffusion_msgs"
+EPISODE_FILE = "episode.json"
+RECORDER_NAME = "action_diffusion_policy.recorder/1"
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+class BagError(RuntimeError):
+    """A bag is missing, unreadable, truncated or lacks what was asked of it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Message types
+
+
+def _find_msg_dir() -> Path:
+    """Directory with action_diffusion_msgs' ``.msg`` files (installed share, else source tree)."""
+    with contextlib.suppress(Exception):
+        from ament_index_python.packages import get_package_share_directory
+
+        d = Path(get_package_share_directory(CUSTOM_MSG_PACKAGE)) / "msg"
+        if d.is_dir():
+            return d
+    for parent in Path(__file__).resolve().parents:
+        d = parent / CUSTOM_MSG_PACKAGE / "msg"
+        if d.is_dir():
+            return d
+        d = parent / "src" / CUSTOM_MSG_PACKAGE / "msg"
+        if d.is_dir():
+            return d
+    raise BagError(
+        f"cannot find the .msg files of {CUSTOM_MSG_PACKAGE}; build the workspace "
+        "(bash scripts/setup.sh) and source scripts/env.sh"
+    )
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """Jazzy's standard types plus ours, registered from the same ``.msg`` files ROS builds."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types = {}
+    for f in sorted(_find_msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(f.read_text(), f"{CUSTOM_MSG_PACKAGE}/msg/{f.stem}"))
+    store.register(types)
+    return store
+
+
+def normalize_type_name(msgtype: str) -> str:
+    """``sensor_msgs/Image`` -> ``sensor_msgs/msg/Image`` (the form bags store)."""
+    parts = msgtype.strip().split("/")
+    if len(parts) == 2:
+        return f"{parts[0]}/msg/{parts[1]}"
+    if len(parts) == 3 and all(parts):
+        return msgtype.strip()
+    raise BagError(f"message type {msgtype!r} is not of the form pkg/msg/Name")
+
+
+# --------------------------------------------------------------------------------------------
+# Episode metadata
+
+
+@dataclass
+class EpisodeMetadata:
+    """What a bag records about its episode, besides the messages."""
+
+    embodiment: str = ""
+    task: str = ""
+    instruction: str = ""
+    success: bool = False
+    notes: str = ""
+    started_at: str = ""  # ISO 8601 wall-clock time the recording started
+    recorder: str = RECORDER_NAME
+    extra: dict = field(default_factory=dict)
+
+    def to_custom_data(self) -> dict[str, str]:
+        return {
+            "embodiment": self.embodiment,
+            "task": self.task,
+            "instruction": self.instruction,
+            "success": "true" if self.success else "false",
+            "notes": self.notes,
+            "recorder": self.recorder,
+            "episode_json": json.dumps(asdict(self), sort_keys=True),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> EpisodeMetadata:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if isinstance(known.get("success"), str):
+            known["success"] = known["success"].strip().lower() == "true"
+        return cls(**known)
+
+
+def read_episode_metadata(bag: str | os.PathLike) -> EpisodeMetadata:
+    """Metadata of a bag: ``episode.json``, else ``metadata.yaml`` custom_data, else empty."""
+    bag = Path(bag)
+    side = bag / EPISODE_FILE
+    if side.is_file():
+        try:
+            return EpisodeMetadata.from_dict(json.loads(side.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise BagError(f"{side}: not a valid episode record ({exc})") from exc
+    meta = bag / "metadata.yaml"
+    if meta.is_file():
+        from ruamel.yaml import YAML
+
+        info = (YAML(typ="safe").load(meta.read_text()) or {}).get(
+            "rosbag2_bagfile_information", {}
+        )
+        custom = info.get("custom_data") or {}
+        if "episode_json" in custom:
+            with contextlib.suppress(json.JSONDecodeError, TypeError):
+                return EpisodeMetadata.from_dict(json.loads(custom["episode_json"]))
+        return EpisodeMetadata.from_dict(custom)
+    return EpisodeMetadata(recorder="")
+
+
+def update_episode_success(bag: str | os.PathLike, success: bool) -> None:
+    """Change the success flag of a finished bag (both places), e.g. after review."""
+    bag = Path(bag)
+    meta = read_episode_metadata(bag)
+    meta.success = bool(success)
+    _write_sidecar(bag, meta, None)
+    yaml_path = bag / "metadata.yaml"
+    if yaml_path.is_file():
+        from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe")
+        doc = yaml.load(yaml_path.read_text())
+        doc["rosbag2_bagfile_information"]["custom_data"] = meta.to_custom_data()
+        tmp = yaml_path.with_suffix(".yaml.tmp")
+        with open(tmp, "w") as f:
+            yaml.dump(doc, f)
+        os.replace(tmp, yaml_path)
+
+
+def _write_sidecar(bag: Path, meta: EpisodeMetadata, counts: Mapping[str, int] | None) -> None:
+    record = asdict(meta)
+    old = bag / EPISODE_FILE
+    if counts is None and old.is_file():
+        with contextlib.suppress(Exception):
+            counts = json.loads(old.read_text()).get("message_counts")
+    if counts is not None:
+        record["message_counts"] = dict(counts)
+    tmp = bag / f"{EPISODE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    os.replace(tmp, bag / EPISODE_FILE)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+@dataclass
+class RecordingStats:
+    """Per-topic counts of one recording: what arrived and what reached the bag."""
+
+    bag_path: str
+    received: dict[str, int]
+    written: dict[str, int]
+    max_queue: int
+    bytes_written: int
+    duration_s: float
+
+    @property
+    def lost(self) -> int:
+        return sum(self.received.values()) - sum(self.written.values())
+
+
+class BagRecorder:
+    """Write serialized messages into one rosbag2 bag from a background thread.
+
+    ``put()`` only appends to an unbounded queue, so a subscription callback never waits on
+    disk; the writer thread drains it. ``stop()`` drains everything, writes metadata and returns
+    counts, so "nothing lost" is checkable: ``stats.lost == 0``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        topics: Mapping[str, str],
+        storage: str = "mcap",
+    ):
+        if storage not in STORAGES:
+            raise BagError(f"storage {storage!r} is not one of {sorted(STORAGES)}")
+        if not topics:
+            raise BagError("no topics to record")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} already exists; pick another bag name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        store = typestore()
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._writer.open()
+        self._conns = {}
+        try:
+            for topic, msgtype in topics.items():
+                msgtype = normalize_type_name(msgtype)
+                if msgtype not in store.fielddefs:
+                    raise BagError(
+                        f"topic {topic}: message type {msgtype} is unknown to the bag typestore"
+                    )
+                self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
+        except BaseException:
+            self._writer.abort()
+            raise
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.received = dict.fromkeys(self._conns, 0)
+        self.written = dict.fromkeys(self._conns, 0)
+        self._bytes = 0
+        self._max_queue = 0
+        self._error: BaseException | None = None
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"bag-writer:{self.path.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._conns)
+
+    def put(self, topic: str, timestamp_ns: int, data: bytes) -> None:
+        """Queue one serialized (CDR) message; returns at once."""
+        if topic not in self._conns:
+            raise BagError(f"topic {topic} is not recorded in {self.path}")
+        self.received[topic] += 1
+        self._queue.put((topic, int(timestamp_ns), data))
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            qsize = self._queue.qsize()
+            if qsize > self._max_queue:
+                self._max_queue = qsize
+            if self._error is not None:
+                continue  # keep draining so stop() returns; the error is raised there
+            topic, stamp, data = item
+            try:
+                self._writer.write(self._conns[topic], stamp, data)
+            except BaseException as exc:  # disk full, ...: surfaced by stop()
+                self._error = exc
+                continue
+            self.written[topic] += 1
+            self._bytes += len(data)
+
+    def stop(self, metadata: EpisodeMetadata) -> RecordingStats:
+        """Drain the queue, close the bag with ``metadata`` and return the counts."""
+        self._queue.put(None)
+        self._thread.join()
+        for key, value in metadata.to_custom_data().items():
+            self._writer.set_custom_data(key, value)
+        if self._error is not None:
+            self._writer.abort()
+            raise BagError(f"{self.path}: writing failed: {self._error}") from self._error
+        self._writer.close()
+        _write_sidecar(self.path, metadata, self.written)
+        return RecordingStats(
+            str(self.path),
+            dict(self.received),
+            dict(self.written),
+            self._max_queue,
+            self._bytes,
+            time.monotonic() - self._t0,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@contextlib.contextmanager
+def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
+    """Open a rosbag2 directory (sqlite3 or MCAP) with our message types as fallback.
+
+    Errors name the bag; use :func:`iter_messages` to also learn where a damaged bag broke.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(
+            f"{path}: no metadata.yaml; the recording was not closed (crashed recorder?). "
+            "Reindex it with `ros2 bag reindex` or drop it"
+        )
+    reader = AnyReader([path], default_typestore=typestore())
+    try:
+        reader.open()
+    except Exception as exc:
+        raise BagError(f"{path}: cannot open bag: {exc}") from exc
+    try:
+        yield reader
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()
+
+
+def topic_types(reader: AnyReader) -> dict[str, str]:
+    """topic -> message type of every connection in the bag."""
+    return {c.topic: c.msgtype for c in reader.connections}
+
+
+def check_topics(
+    bag: str | os.PathLike,
+    reader: AnyReader,
+    wanted: Mapping[str, Sequence[str]],
+    optional: Sequence[str] = (),
+) -> list[str]:
+    """Raise naming every missing topic and every type mismatch; return the optional ones found.
+
+    ``wanted`` maps topic -> accepted message types.
+    """
+    have = topic_types(reader)
+    missing = [t for t in wanted if t not in have and t not in optional]
+    problems = []
+    if missing:
+        problems.append(
+            "missing topics: " + ", ".join(missing) + f" (the bag has: {', '.join(sorted(have))})"
+        )
+    for topic, types in wanted.items():
+        if topic in have and have[topic] not in [normalize_type_name(t) for t in types]:
+            problems.append(
+                f"topic {topic} has type {have[topic]}, expected " + " or ".join(types)
+            )
+    if problems:
+        raise BagError(f"{bag}: " + "; ".join(problems))
+    return [t for t in optional if t in have]
+
+
+def iter_messages(
+    bag: str | os.PathLike, reader: AnyReader, topics: Sequence[str]
+) -> Iterator[tuple[str, int, object]]:
+    """Yield ``(topic, log_time_ns, message)`` in log-time order, naming where a bag breaks."""
+    conns = [c for c in reader.connections if c.topic in set(topics)]
+    index, last = 0, None
+    it = reader.messages(connections=conns)
+    while True:
+        try:
+            conn, stamp, raw = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            where = f"after message {index}" + (
+                f" ({last[0]} at t={last[1] / 1e9:.6f} s)" if last else " (at the start)"
+            )
+            raise BagError(f"{bag}: bag is corrupt or truncated {where}: {exc}") from exc
+        try:
+            msg = reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:
+            raise BagError(
+                f"{bag}: message {index} on {conn.topic} at t={stamp / 1e9:.6f} s does not "
+                f"deserialize as {conn.msgtype}: {exc}"
+            ) from exc
+        index += 1
+        last = (conn.topic, stamp)
+        yield conn.topic, stamp, msg
+
+
+def header_stamp_ns(msg: object) -> int | None:
+    """``header.stamp`` in ns, or None when the message has no header or a zero stamp."""
+    header = getattr(msg, "header", None)
+    if header is None:
+        return None
+    ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+    return ns or None

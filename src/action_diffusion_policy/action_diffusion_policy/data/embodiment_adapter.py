@@ -1,0 +1,174 @@
+"""Thin adapter over ``unified_action_space`` for the bag tools: which topics a robot has, and
+how its joint states and joint commands become 128-slot unified vectors.
+
+Kept in one place so that an API change on the unified_action_space side touches one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
+UNIFIED_STATE_TYPE = "action_diffusion_msgs/msg/UnifiedState"
+EPISODE_STATUS_TYPE = "action_diffusion_msgs/msg/EpisodeStatus"
+EPISODE_STATUS_TOPIC = "/sim/episode_status"
+UNIFIED_STATE_TOPIC = "/unified_state"
+# ALOHA camera topics (ARCHITECTURE.md); used when an embodiment config lists no cameras.
+DEFAULT_CAMERAS = {
+    "cam_high": "/cameras/cam_high/image_raw",
+    "cam_left_wrist": "/cameras/cam_left_wrist/image_raw",
+    "cam_right_wrist": "/cameras/cam_right_wrist/image_raw",
+}
+
+
+def load(name_or_path: str):
+    """``unified_action_space.load_embodiment`` (imported late: it is another package)."""
+    from unified_action_space import load_embodiment
+
+    return load_embodiment(name_or_path)
+
+
+def camera_topics(embodiment) -> dict[str, str]:
+    """camera name -> raw image topic, from the embodiment config when it lists cameras."""
+    cams = getattr(embodiment, "cameras", None) or getattr(embodiment, "camera_topics", None)
+    if isinstance(cams, Mapping) and cams:
+        return {str(k): str(getattr(v, "topic", v)) for k, v in cams.items()}
+    if isinstance(cams, Sequence) and cams and not isinstance(cams, str):
+        return {str(c.name): str(c.topic) for c in cams}
+    return dict(DEFAULT_CAMERAS)
+
+
+def camera_name_from_topic(topic: str) -> str:
+    """``/cameras/cam_high/image_raw[/compressed]`` -> ``cam_high``."""
+    parts = [p for p in topic.split("/") if p]
+    while parts and parts[-1] in ("compressed", "image_raw", "image", "image_rect_color"):
+        parts.pop()
+    return parts[-1] if parts else topic.strip("/")
+
+
+def record_topics(
+    embodiment,
+    compressed_images: bool = False,
+    unified_state_topic: str | None = UNIFIED_STATE_TOPIC,
+    episode_status_topic: str | None = EPISODE_STATUS_TOPIC,
+    cameras: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """topic -> type of everything a demonstration needs: cameras, joint states, commands,
+    unified state and the sim's episode status."""
+    topics: dict[str, str] = {}
+    for name, topic in camera_topics(embodiment).items():
+        if cameras is not None and name not in cameras:
+            continue
+        if compressed_images:
+            topics[f"{topic}/compressed"] = COMPRESSED_TYPE
+        else:
+            topics[topic] = IMAGE_TYPE
+    for arm in embodiment.arms:
+        topics[arm.joint_state_topic] = JOINT_STATE_TYPE
+        topics[arm.command_topic] = arm.command_type
+    if unified_state_topic:
+        topics[unified_state_topic] = UNIFIED_STATE_TYPE
+    if episode_status_topic:
+        topics[episode_status_topic] = EPISODE_STATUS_TYPE
+    return topics
+
+
+# --------------------------------------------------------------------------------------------
+# Message contents -> plain arrays (messages are rosbags' deserialized objects or rclpy messages;
+# both have the same field names).
+
+
+def joint_state_arrays(msg) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names = list(msg.name)
+    pos = np.asarray(msg.position, dtype=np.float64)
+    vel = np.asarray(msg.velocity, dtype=np.float64)
+    if vel.shape != pos.shape:
+        vel = np.zeros_like(pos)
+    return names, pos, vel
+
+
+def command_positions(msg, msgtype: str, joint_names: Sequence[str]) -> np.ndarray:
+    """Commanded joint positions in ``joint_names`` (driver) order from any command type."""
+    short = msgtype.split("/")[-1]
+    if short == "Float64MultiArray":
+        values = np.asarray(msg.data, dtype=np.float64)
+        if len(values) != len(joint_names):
+            raise ValueError(
+                f"command has {len(values)} values, the embodiment expects {len(joint_names)} "
+                f"({', '.join(joint_names)})"
+            )
+        return values
+    if short == "JointState":
+        names, pos = list(msg.name), np.asarray(msg.position, dtype=np.float64)
+    elif short == "JointTrajectory":
+        if not msg.points:
+            raise ValueError("JointTrajectory command has no points")
+        names, pos = list(msg.joint_names), np.asarray(msg.points[0].positions, dtype=np.float64)
+    else:
+        raise ValueError(f"unsupported command type {msgtype}")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in joint_names if n not in index]
+    if missing:
+        raise ValueError(f"command lacks joints {missing} (it has {names})")
+    return pos[[index[n] for n in joint_names]]
+
+
+@dataclass
+class UnifiedMapper:
+    """Joint states / commands of one embodiment -> (128,) unified vectors."""
+
+    embodiment: object
+
+    @property
+    def name(self) -> str:
+        return str(self.embodiment.name)
+
+    @property
+    def control_frequency(self) -> float:
+        return float(self.embodiment.control_frequency)
+
+    @property
+    def state_mask(self) -> np.ndarray:
+        return np.asarray(self.embodiment.state_mask, dtype=bool)
+
+    @property
+    def action_slots(self) -> np.ndarray:
+        return np.asarray(self.embodiment.action_slots, dtype=np.int64)
+
+    @property
+    def arms(self):
+        return self.embodiment.arms
+
+    def state(self, joint_states: Mapping[str, tuple]) -> np.ndarray:
+        values, _mask = self.embodiment.state_from_joint_states(dict(joint_states))
+        return np.asarray(values, dtype=np.float32)
+
+    def action_from_commands(self, commands: Mapping[str, np.ndarray]) -> np.ndarray:
+        """{arm: commanded positions in driver order} -> (128,) unified action."""
+        emb = self.embodiment
+        for attr in ("action_from_commands", "unified_from_commands", "commands_to_unified"):
+            fn = getattr(emb, attr, None)
+            if fn is not None:
+                out = np.asarray(fn(dict(commands)), dtype=np.float32)
+                if out.ndim == 2:
+                    out = out[0]
+                if out.shape == (128,):
+                    return out
+                full = np.zeros(128, np.float32)
+                full[self.action_slots] = out
+                return full
+        # Fallback: a command is a joint state with the commanded positions as positions.
+        js = {}
+        for arm in emb.arms:
+            pos = np.asarray(commands[arm.name], dtype=np.float64)
+            js[arm.name] = (list(arm.command_joint_names), pos, np.zeros_like(pos))
+        values, _mask = emb.state_from_joint_states(js)
+        out = np.zeros(128, np.float32)
+        slots = self.action_slots
+        out[slots] = np.asarray(values, dtype=np.float32)[slots]
+        return out
