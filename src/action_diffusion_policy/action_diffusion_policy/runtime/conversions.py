@@ -1,0 +1,268 @@
+"""Message <-> array conversions for the runtime nodes, each a small function.
+
+Imports message classes and cv_bridge only (no rclpy), so it is tested with plain pytest.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# 8-bit colour encodings cv_bridge converts to rgb8 correctly (its 16-bit table is wrong).
+SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
+JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+JOINT_STATE = "sensor_msgs/msg/JointState"
+COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY, JOINT_STATE)
+
+
+class ImageError(ValueError):
+    """An image message that cannot be turned into an RGB frame."""
+
+
+_bridge = None
+
+
+def _cv_bridge():
+    global _bridge
+    if _bridge is None:
+        from cv_bridge import CvBridge
+
+        _bridge = CvBridge()
+    return _bridge
+
+
+# --- time ------------------------------------------------------------------------------------
+def stamp_to_seconds(stamp) -> float:
+    """builtin_interfaces/Time -> float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def set_stamp(stamp, seconds: float) -> None:
+    """Write float seconds into a builtin_interfaces/Time in place."""
+    sec = math.floor(seconds)
+    nanosec = round((seconds - sec) * 1e9)
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    stamp.sec, stamp.nanosec = int(sec), int(nanosec)
+
+
+# --- images ----------------------------------------------------------------------------------
+def check_image_msg(msg) -> None:
+    """Cheap check for the subscription callback: raises ImageError on an unusable message."""
+    if hasattr(msg, "format"):  # CompressedImage
+        if not msg.data:
+            raise ImageError("compressed image has no data")
+        return
+    if msg.encoding not in SUPPORTED_ENCODINGS:
+        raise ImageError(
+            f"image encoding {msg.encoding!r} is not supported; publish one of "
+            f"{SUPPORTED_ENCODINGS}"
+        )
+    channels = 1 if msg.encoding == "mono8" else (4 if msg.encoding.endswith("a8") else 3)
+    if msg.height == 0 or msg.width == 0 or msg.step < msg.width * channels:
+        raise ImageError(f"image {msg.width}x{msg.height} step {msg.step} is malformed")
+    if len(msg.data) < msg.step * msg.height:
+        raise ImageError(f"image data has {len(msg.data)} bytes, expected {msg.step * msg.height}")
+
+
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB.
+
+    Raw images are decoded with numpy: the installed cv_bridge port maps ``rgb8`` to 9 channels
+    and ignores row padding (``step``). Compressed ones go through cv_bridge (cv2.imdecode).
+    """
+    check_image_msg(msg)
+    if hasattr(msg, "format"):
+        try:
+            return np.ascontiguousarray(_cv_bridge().compressed_imgmsg_to_cv2(msg, "rgb8"))
+        except Exception as exc:  # cv_bridge raises its own error types and cv2.error
+            raise ImageError(f"cannot decode {msg.format!r} compressed image: {exc}") from exc
+    channels = {"mono8": 1, "rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}[msg.encoding]
+    rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
+    image = rows.reshape(msg.height, msg.step)[:, : msg.width * channels]
+    image = image.reshape(msg.height, msg.width, channels)
+    if msg.encoding == "mono8":
+        return np.repeat(image, 3, axis=2)
+    if msg.encoding.startswith("bgr"):
+        return np.ascontiguousarray(image[..., 2::-1])
+    return np.ascontiguousarray(image[..., :3])
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize to (H, W) when it differs (area interpolation, as the dataset builder)."""
+    if size is None or tuple(image.shape[:2]) == tuple(size):
+        return image
+    h, w = size
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def rgb_to_image_msg(image: np.ndarray, msg_cls, stamp_s: float | None = None, encoding="rgb8"):
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image (rgb8 or bgr8)."""
+    if encoding == "bgr8":
+        image = image[..., ::-1]
+    msg = msg_cls()
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    if stamp_s is not None:
+        set_stamp(msg.header.stamp, stamp_s)
+    return msg
+
+
+def rgb_to_compressed_msg(image: np.ndarray, msg_cls, stamp_s: float | None = None, fmt="png"):
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage (png lossless, or jpeg)."""
+    ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:
+        raise ImageError(f"cv2 could not encode {fmt}")
+    msg = msg_cls()
+    msg.format = fmt
+    msg.data = buf.tobytes()
+    if stamp_s is not None:
+        set_stamp(msg.header.stamp, stamp_s)
+    return msg
+
+
+# --- action chunks ---------------------------------------------------------------------------
+@dataclass
+class ChunkArrays:
+    stamp: float
+    step_period: float
+    slot_indices: np.ndarray  # (k,) int64
+    actions: np.ndarray  # (H, k) float32
+    checkpoint_id: str = ""
+    inference_latency: float = 0.0
+    sequence: int = 0
+
+
+def chunk_to_msg(chunk: ChunkArrays, msg_cls):
+    """ChunkArrays -> action_diffusion_msgs/ActionChunk."""
+    actions = np.ascontiguousarray(chunk.actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != len(chunk.slot_indices):
+        raise ValueError(
+            f"chunk actions shape {actions.shape} does not match {len(chunk.slot_indices)} slots"
+        )
+    msg = msg_cls()
+    set_stamp(msg.header.stamp, chunk.stamp)
+    msg.step_period = float(chunk.step_period)
+    msg.horizon = int(actions.shape[0])
+    msg.slot_indices = array.array("H", np.asarray(chunk.slot_indices, dtype=np.uint16).tobytes())
+    flat = array.array("f")
+    flat.frombytes(actions.tobytes())
+    msg.actions = flat
+    msg.checkpoint_id = chunk.checkpoint_id
+    msg.inference_latency = float(chunk.inference_latency)
+    msg.sequence = int(chunk.sequence)
+    return msg
+
+
+def chunk_from_msg(msg) -> ChunkArrays:
+    """action_diffusion_msgs/ActionChunk -> ChunkArrays; ValueError when sizes disagree."""
+    slots = np.frombuffer(msg.slot_indices, dtype=np.uint16).astype(np.int64)
+    flat = np.frombuffer(msg.actions, dtype=np.float32)
+    if msg.horizon < 1 or slots.size < 1 or flat.size != msg.horizon * slots.size:
+        raise ValueError(
+            f"ActionChunk has horizon {msg.horizon}, {slots.size} slots and {flat.size} actions;"
+            " need horizon * slots == actions and both >= 1"
+        )
+    return ChunkArrays(
+        stamp=stamp_to_seconds(msg.header.stamp),
+        step_period=msg.step_period,
+        slot_indices=slots,
+        actions=flat.reshape(msg.horizon, slots.size),
+        checkpoint_id=msg.checkpoint_id,
+        inference_latency=msg.inference_latency,
+        sequence=msg.sequence,
+    )
+
+
+# --- states ----------------------------------------------------------------------------------
+def unified_state_from_msg(msg) -> tuple[float, np.ndarray, np.ndarray]:
+    """UnifiedState -> (stamp, values (128,) float32, mask (128,) bool)."""
+    values = np.asarray(msg.values, dtype=np.float32)
+    mask = np.asarray(msg.mask, dtype=bool)
+    return stamp_to_seconds(msg.header.stamp), values, mask
+
+
+def unified_state_to_msg(stamp_s, values, mask, msg_cls, embodiment="", control_frequency=0.0):
+    msg = msg_cls()
+    set_stamp(msg.header.stamp, stamp_s)
+    msg.embodiment = embodiment
+    msg.control_frequency = float(control_frequency)
+    msg.values = np.asarray(values, dtype=np.float32)
+    msg.mask = [bool(m) for m in mask]
+    return msg
+
+
+def joint_state_from_msg(msg) -> tuple[float, list[str], np.ndarray, np.ndarray]:
+    """sensor_msgs/JointState -> (stamp, names, positions, velocities)."""
+    positions = np.asarray(msg.position, dtype=np.float64)
+    velocities = np.asarray(msg.velocity, dtype=np.float64)
+    return stamp_to_seconds(msg.header.stamp), list(msg.name), positions, velocities
+
+
+# --- commands --------------------------------------------------------------------------------
+def command_to_msg(command_type: str, values, joint_names, stamp_s: float, dt: float):
+    """One command row (driver order) -> the arm's command message.
+
+    Float64MultiArray: the values. JointTrajectory: a single point reached after ``dt``.
+    JointState: positions with names and stamp.
+    """
+    values = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"refusing to build a {command_type} with non-finite values {values}")
+    if command_type == FLOAT64_ARRAY:
+        from std_msgs.msg import Float64MultiArray
+
+        return Float64MultiArray(data=values)
+    if command_type == JOINT_TRAJECTORY:
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        msg = JointTrajectory()
+        set_stamp(msg.header.stamp, stamp_s)
+        msg.joint_names = list(joint_names)
+        point = JointTrajectoryPoint(positions=values)
+        set_stamp(point.time_from_start, dt)
+        msg.points = [point]
+        return msg
+    if command_type == JOINT_STATE:
+        from sensor_msgs.msg import JointState
+
+        msg = JointState()
+        set_stamp(msg.header.stamp, stamp_s)
+        msg.name = list(joint_names)
+        msg.position = values
+        return msg
+    raise ValueError(f"command_type {command_type!r} is not one of {COMMAND_TYPES}")
+
+
+def command_msg_class(command_type: str):
+    if command_type == FLOAT64_ARRAY:
+        from std_msgs.msg import Float64MultiArray
+
+        return Float64MultiArray
+    if command_type == JOINT_TRAJECTORY:
+        from trajectory_msgs.msg import JointTrajectory
+
+        return JointTrajectory
+    if command_type == JOINT_STATE:
+        from sensor_msgs.msg import JointState
+
+        return JointState
+    raise ValueError(f"command_type {command_type!r} is not one of {COMMAND_TYPES}")
+
+
+def command_from_msg(msg) -> np.ndarray:
+    """Inverse of ``command_to_msg`` (tests, recorder): the commanded values."""
+    if hasattr(msg, "points"):
+        return np.asarray(msg.points[-1].positions, dtype=np.float64)
+    if hasattr(msg, "position"):
+        return np.asarray(msg.position, dtype=np.float64)
+    return np.asarray(msg.data, dtype=np.float64)

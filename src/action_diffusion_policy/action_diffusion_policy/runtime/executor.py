@@ -1,0 +1,118 @@
+"""The executor's per-tick logic without ROS: ensembler -> timeout/hold -> limiter.
+
+The ``action_executor`` node only converts messages and calls ``add_chunk``, ``set_measured``
+and ``tick``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from action_diffusion_policy.runtime.ensembler import ChunkEnsembler, EnsemblerConfig
+from action_diffusion_policy.runtime.safety import CommandLimiter
+
+
+@dataclass
+class TickStatus:
+    """What one tick did (for diagnostics and logs)."""
+
+    enabled: bool = True
+    commanded: bool = False  # a command came out
+    holding: bool = False
+    hold_reason: str = ""  # disabled / no_state / no_chunks / not_covered / timeout
+    hold_duration: float = 0.0
+    n_covering: int = 0
+    chunk_age: float = math.inf  # now - stamp of the newest accepted chunk
+    n_position_clipped: int = 0
+    n_step_clipped: int = 0
+
+
+class ExecutorCore:
+    """One command per tick from a stream of chunks, within limits.
+
+    ``lower``/``upper``/``max_velocity``: per commanded slot, unified units.
+    ``chunk_timeout``: hold once the newest accepted chunk's stamp is older than this (s).
+    ``rate_hz``: tick rate; the per-tick step limit is ``max_velocity / rate_hz``.
+    """
+
+    def __init__(
+        self,
+        slot_indices,
+        lower,
+        upper,
+        max_velocity,
+        rate_hz: float,
+        ensembler_config: EnsemblerConfig | None = None,
+        chunk_timeout: float = 0.5,
+        enabled: bool = True,
+    ):
+        if not (math.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"ExecutorCore: rate_hz={rate_hz!r} must be > 0")
+        if not (chunk_timeout > 0):
+            raise ValueError(f"ExecutorCore: chunk_timeout={chunk_timeout!r} must be > 0 s")
+        self.ensembler = ChunkEnsembler(slot_indices, ensembler_config)
+        self.limiter = CommandLimiter(lower, upper, max_velocity)
+        self.slot_indices = self.ensembler.slot_indices
+        self.dt = 1.0 / rate_hz
+        self.chunk_timeout = float(chunk_timeout)
+        self.enabled = bool(enabled)
+        self.measured: np.ndarray | None = None
+        self._last_chunk_stamp = -math.inf
+        self._last_now = -math.inf
+        self.time_jumps_back = 0
+
+    def add_chunk(self, stamp_s: float, step_period_s: float, slot_indices, actions) -> str:
+        result = self.ensembler.add_chunk(stamp_s, step_period_s, slot_indices, actions)
+        if result == "accepted":
+            self._last_chunk_stamp = max(self._last_chunk_stamp, stamp_s)
+        return result
+
+    def set_measured(self, values) -> None:
+        """The robot's measured positions of the commanded slots; the first one (or the first
+        after enabling) starts the limiter there."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.size != self.slot_indices.size or not np.isfinite(values).all():
+            return
+        self.measured = values
+        if not self.limiter.initialized:
+            self.limiter.reset(values)
+
+    def set_enabled(self, enabled: bool) -> None:
+        if enabled and not self.enabled:
+            # Resume from where the robot is, not from the command held before disabling.
+            self.limiter.last = None
+            if self.measured is not None:
+                self.limiter.reset(self.measured)
+        self.enabled = bool(enabled)
+
+    def reset(self) -> None:
+        """Forget chunks (new episode, time jumped back)."""
+        self.ensembler.clear()
+        self._last_chunk_stamp = -math.inf
+
+    def tick(self, now_s: float) -> tuple[np.ndarray | None, TickStatus]:
+        status = TickStatus(enabled=self.enabled)
+        if now_s < self._last_now - 1.0:  # simulated time restarted
+            self.time_jumps_back += 1
+            self.reset()
+        self._last_now = now_s
+        if not self.enabled:
+            status.hold_reason = "disabled"
+            return None, status
+
+        action, info = self.ensembler.action_at(now_s)
+        status.n_covering = info.n_covering
+        status.chunk_age = now_s - self._last_chunk_stamp
+        hold_reason = info.reason
+        if action is not None and status.chunk_age > self.chunk_timeout:
+            action, hold_reason = None, "timeout"
+        command, lim = self.limiter.step(action, self.dt, now_s, hold_reason=hold_reason or "")
+        status.holding, status.hold_reason = lim.holding, lim.hold_reason
+        status.hold_duration = lim.hold_duration
+        status.n_position_clipped = lim.n_position_clipped
+        status.n_step_clipped = lim.n_step_clipped
+        status.commanded = command is not None
+        return command, status

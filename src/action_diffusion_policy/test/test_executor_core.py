@@ -1,0 +1,78 @@
+"""ExecutorCore: ensembler -> timeout/hold -> limiter, as the executor node runs it."""
+
+import numpy as np
+import pytest
+
+from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
+from action_diffusion_policy.runtime.executor import ExecutorCore
+
+SLOTS = [0, 10]
+
+
+def core(**kwargs) -> ExecutorCore:
+    return ExecutorCore(
+        SLOTS, lower=[-1.0, 0.0], upper=[1.0, 1.0], max_velocity=[1.0, 1.0], rate_hz=10.0, **kwargs
+    )
+
+
+def test_nothing_before_measured_state_then_holds_it():
+    ex = core()
+    command, status = ex.tick(0.0)
+    assert command is None and status.hold_reason == "no_state"
+    ex.set_measured([0.2, 0.5])
+    command, status = ex.tick(0.1)
+    np.testing.assert_allclose(command, [0.2, 0.5])
+    assert status.holding and status.hold_reason == "no_chunks"
+
+
+def test_follows_chunk_within_step_limit_then_times_out():
+    ex = core(chunk_timeout=0.35)
+    ex.set_measured([0.0, 0.5])
+    chunk = np.array([[0.05 * i, 0.5] for i in range(20)])
+    assert ex.add_chunk(1.0, 0.1, SLOTS, chunk) == "accepted"
+    # t = 1.2: row 2 -> 0.10, step limit 1.0 / 10 Hz = 0.1 -> reachable
+    command, status = ex.tick(1.2)
+    np.testing.assert_allclose(command, [0.1, 0.5])
+    assert not status.holding and status.chunk_age == pytest.approx(0.2)
+    command, _ = ex.tick(1.3)
+    np.testing.assert_allclose(command, [0.15, 0.5])
+    # t = 1.4: chunk age 0.4 > 0.35 -> hold the last command although the chunk covers now
+    command, status = ex.tick(1.4)
+    np.testing.assert_allclose(command, [0.15, 0.5])
+    assert status.holding and status.hold_reason == "timeout" and status.n_covering == 1
+
+
+def test_disabled_commands_nothing_and_reenable_starts_from_measured():
+    ex = core()
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(0.0, 0.1, SLOTS, np.full((50, 2), 0.05))
+    assert ex.tick(0.0)[0] is not None
+    ex.set_enabled(False)
+    command, status = ex.tick(0.1)
+    assert command is None and not status.enabled and status.hold_reason == "disabled"
+    ex.set_measured([0.9, 0.9])
+    ex.set_enabled(True)
+    command, _ = ex.tick(0.2)
+    # from the measured 0.9 toward 0.05, at most 0.1 per tick
+    np.testing.assert_allclose(command, [0.8, 0.8])
+
+
+def test_rejected_chunks_are_never_executed():
+    ex = core(ensembler_config=EnsemblerConfig(strategy="receding_horizon"))
+    ex.set_measured([0.0, 0.5])
+    bad = np.full((10, 2), 0.05)
+    bad[0, 0] = np.nan
+    assert ex.add_chunk(0.0, 0.1, SLOTS, bad) == "rejected_nonfinite"
+    assert ex.add_chunk(0.0, 0.1, [0, 60], np.zeros((10, 2))) == "rejected_slots"
+    command, status = ex.tick(0.0)
+    np.testing.assert_allclose(command, [0.0, 0.5])
+    assert status.hold_reason == "no_chunks"
+
+
+def test_time_jump_back_clears_chunks():
+    ex = core()
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(100.0, 0.1, SLOTS, np.zeros((10, 2)))
+    ex.tick(100.0)
+    _, status = ex.tick(0.0)  # sim restarted
+    assert ex.time_jumps_back == 1 and status.hold_reason == "no_chunks"
