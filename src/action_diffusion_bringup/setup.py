@@ -19,7 +19,7 @@ setup(
     zip_safe=True,
     maintainer="Action Diffusion Maintainers",
     maintainer_email="maintainers@action-diffusion.dev",
-    description="Launch files and configuration that bring up the action-diffusion suite for the simulated ALOHA and for real dual-arm robots, plus a launch-free runner of the same description.",
+    description="Launch files and configuration that bring up the action-diffusion suite for the simulated ALOHA and for real dual-arm robots, plus a launch-free runner of the same description.",  # noqa: E501
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -1,0 +1,472 @@
+"""The one description of every bringup: its launch arguments and the nodes it starts.
+
+Pure data and functions (no rclpy, no launch). The launch files in `launch/` and the launch-free
+runner (`action_diffusion_bringup.run`) both build their nodes from `describe()`, so the two
+cannot drift apart. Three bringups:
+
+- `sim`: the simulated ALOHA, the unified state node and, by default, the policy node and the
+  action executor (`policy:=true`, needs `checkpoint:=DIR`); or the scripted expert
+  (`policy:=false expert:=true`); optional recorder (`recorder:=true`).
+- `real`: a real dual-arm robot (`robot:=aloha|piper|ur5e|fr3`) whose drivers and cameras are
+  already running: unified state node, policy node, action executor, optional recorder.
+- `record`: a real robot teleoperated by a person: unified state node and recorder.
+
+Parameters live in YAML files under `config/` (`node_name: ros__parameters:`); a node spec
+names its files and adds the few values that come from launch arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "action_diffusion_bringup"
+
+# Real robot (launch argument `robot`) -> embodiment name in unified_action_space.
+ROBOT_EMBODIMENTS: dict[str, str] = {
+    "aloha": "aloha",
+    "piper": "piper",
+    "ur5e": "ur5e",
+    "fr3": "fr3",
+}
+SIM_EMBODIMENT = "aloha_sim"
+TASKS = ("transfer_cube", "insertion")
+STRATEGIES = ("temporal_ensembling", "receding_horizon")
+DEVICES = ("cpu", "cuda")
+BOOLEANS = ("true", "false")
+
+# Topic the policy node's chunks are remapped to (docs/ARCHITECTURE.md, Runtime).
+ACTION_CHUNK_TOPIC = "/policy/action_chunk"
+# Files a checkpoint directory must hold (docs/ARCHITECTURE.md, Policies).
+CHECKPOINT_FILES = ("model.safetensors", "config.json")
+
+
+class BringupError(ValueError):
+    """A bringup was asked for with arguments that cannot work; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One launch argument: `name:=value` on the command line of both launch and runner."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start, in terms both launch_ros.actions.Node and the runner understand.
+
+    parameter_files: file names under this package's `config/`, applied in order;
+    parameters: inline values applied after the files (they win);
+    condition: name of a boolean launch argument that must be true for the node to start;
+    required: when this node exits, the whole bringup stops (the runner's exit code says so).
+    """
+
+    package: str
+    executable: str
+    name: str
+    namespace: str = ""
+    parameter_files: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, Any], ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()
+    condition: str | None = None
+    required: bool = True
+
+    @property
+    def fully_qualified_name(self) -> str:
+        namespace = self.namespace.strip("/")
+        return f"/{namespace}/{self.name}" if namespace else f"/{self.name}"
+
+    @property
+    def parameter_dict(self) -> dict[str, Any]:
+        return dict(self.parameters)
+
+
+@dataclass(frozen=True)
+class Bringup:
+    name: str
+    summary: str
+    arguments: tuple[Argument, ...] = field(default_factory=tuple)
+
+
+def _bool_argument(name: str, default: bool, description: str) -> Argument:
+    return Argument(name, "true" if default else "false", description, BOOLEANS)
+
+
+_COMMON_ARGUMENTS = (
+    Argument(
+        "checkpoint",
+        "",
+        "Checkpoint directory of the policy (model.safetensors + config.json); required when "
+        "policy:=true.",
+    ),
+    Argument(
+        "strategy",
+        "temporal_ensembling",
+        "How the action executor combines overlapping chunks: temporal_ensembling (ACT) or "
+        "receding_horizon (Diffusion Policy).",
+        STRATEGIES,
+    ),
+    Argument("device", "cpu", "Torch device of the policy: cpu or cuda.", DEVICES),
+    Argument(
+        "instruction", "", "Language instruction the policy is conditioned on (may be empty)."
+    ),
+    Argument(
+        "bag_dir",
+        "artifacts/bags",
+        "Directory the recorder writes one bag per episode into (relative to the working "
+        "directory).",
+    ),
+)
+
+BRINGUPS: dict[str, Bringup] = {
+    "sim": Bringup(
+        "sim",
+        "Simulated ALOHA (MuJoCo) + unified state + policy + action executor "
+        "(or the scripted expert), optional recorder.",
+        (
+            Argument("task", "transfer_cube", "Simulated task.", TASKS),
+            _bool_argument("policy", True, "Drive the sim with the policy node + action executor."),
+            _bool_argument(
+                "expert",
+                False,
+                "Drive the sim with the scripted expert instead (through the leader-arm "
+                "command topics); needs policy:=false.",
+            ),
+            _bool_argument("recorder", False, "Record every episode into a bag under bag_dir."),
+            _bool_argument(
+                "use_sim_time",
+                True,
+                "Nodes other than the sim follow the sim's /clock instead of the wall clock.",
+            ),
+            *_COMMON_ARGUMENTS,
+        ),
+    ),
+    "real": Bringup(
+        "real",
+        "A real dual-arm robot (drivers and cameras already running): unified state + policy + "
+        "action executor, optional recorder. No sim.",
+        (
+            Argument(
+                "robot",
+                "aloha",
+                "Which robot: selects the embodiment (joint-state and command topics, limits) "
+                "and the camera topics (config/robot_<robot>.yaml).",
+                tuple(ROBOT_EMBODIMENTS),
+            ),
+            _bool_argument("policy", True, "Run the policy node + action executor."),
+            _bool_argument("recorder", False, "Record every episode into a bag under bag_dir."),
+            _bool_argument(
+                "use_sim_time",
+                False,
+                "Follow /clock (e.g. when replaying a bag) instead of the wall clock.",
+            ),
+            *_COMMON_ARGUMENTS,
+        ),
+    ),
+    "record": Bringup(
+        "record",
+        "A real robot driven by a teleoperator: unified state + recorder, for demonstrations.",
+        (
+            Argument(
+                "robot",
+                "aloha",
+                "Which robot: selects the embodiment and the camera topics to record "
+                "(config/robot_<robot>.yaml).",
+                tuple(ROBOT_EMBODIMENTS),
+            ),
+            Argument("task", "transfer_cube", "Task name stored in each bag's metadata."),
+            Argument("instruction", "", "Language instruction stored in each bag's metadata."),
+            Argument(
+                "bag_dir",
+                "artifacts/bags",
+                "Directory the recorder writes one bag per episode into.",
+            ),
+            _bool_argument("use_sim_time", False, "Follow /clock instead of the wall clock."),
+        ),
+    ),
+}
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def bringup_names() -> tuple[str, ...]:
+    return tuple(BRINGUPS)
+
+
+def _bringup(name: str) -> Bringup:
+    try:
+        return BRINGUPS[name]
+    except KeyError:
+        raise BringupError(
+            f"unknown bringup {name!r}; known bringups: {', '.join(BRINGUPS)}"
+        ) from None
+
+
+def arguments(bringup: str) -> tuple[Argument, ...]:
+    """The launch arguments of `bringup`, with defaults and descriptions."""
+    return _bringup(bringup).arguments
+
+
+def parse_launch_args(tokens: Iterable[str]) -> dict[str, str]:
+    """`["robot:=piper", "policy:=false"]` -> `{"robot": "piper", "policy": "false"}`."""
+    parsed: dict[str, str] = {}
+    for token in tokens:
+        name, sep, value = token.partition(":=")
+        if not sep or not name:
+            raise BringupError(f"launch argument {token!r} is not of the form name:=value")
+        parsed[name] = value
+    return parsed
+
+
+def resolve_arguments(bringup: str, given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Defaults filled in and every value checked (unknown names, values outside the choices)."""
+    declared = {arg.name: arg for arg in arguments(bringup)}
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise BringupError(
+            f"unknown argument(s) {', '.join(unknown)} for the {bringup} bringup; "
+            f"known: {', '.join(declared)}"
+        )
+    resolved = {name: str(given.get(name, arg.default)) for name, arg in declared.items()}
+    for name, value in resolved.items():
+        arg = declared[name]
+        if name == "robot" and value not in ROBOT_EMBODIMENTS:
+            raise BringupError(
+                f"unknown robot {value!r}; known robots: {', '.join(ROBOT_EMBODIMENTS)} "
+                "(robot:=NAME)"
+            )
+        if arg.choices and value.lower() not in arg.choices and value not in arg.choices:
+            raise BringupError(f"argument {name}:={value!r} is not one of {', '.join(arg.choices)}")
+        if arg.choices == BOOLEANS:
+            resolved[name] = value.lower()
+    return resolved
+
+
+def _is_true(args: Mapping[str, str], name: str) -> bool:
+    return args.get(name, "false") == "true"
+
+
+def check_checkpoint(path: str) -> Path:
+    """The checkpoint directory as an absolute path, or a BringupError saying what is missing."""
+    if not path:
+        raise BringupError(
+            "checkpoint:=DIR is required when policy:=true (a directory holding "
+            f"{' and '.join(CHECKPOINT_FILES)}); in the sim, policy:=false expert:=true drives "
+            "the arms with the scripted expert instead"
+        )
+    directory = Path(path).expanduser().resolve()
+    if not directory.is_dir():
+        raise BringupError(f"checkpoint:={path}: no such directory ({directory})")
+    missing = [name for name in CHECKPOINT_FILES if not (directory / name).is_file()]
+    if missing:
+        raise BringupError(
+            f"checkpoint:={path}: {directory} lacks {', '.join(missing)}; a checkpoint "
+            f"directory holds {' and '.join(CHECKPOINT_FILES)}"
+        )
+    return directory
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+
+def _robot_config(robot: str) -> str:
+    return f"robot_{robot}.yaml"
+
+
+def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
+    """Every node the bringup may start, each with its condition (not yet filtered)."""
+    sim_time = (("use_sim_time", _is_true(args, "use_sim_time")),)
+    if bringup == "sim":
+        embodiment = SIM_EMBODIMENT
+        robot_files: tuple[str, ...] = ("robot_aloha_sim.yaml",)
+    else:
+        embodiment = ROBOT_EMBODIMENTS[args["robot"]]
+        robot_files = (_robot_config(args["robot"]),)
+    embodiment_param = (("embodiment", embodiment),)
+    bag_dir = str(Path(args["bag_dir"]).expanduser().resolve())
+    recorder = NodeSpec(
+        "action_diffusion_policy",
+        "recorder_node",
+        "recorder",
+        parameter_files=("recorder.yaml", *robot_files),
+        parameters=(
+            *embodiment_param,
+            ("output_dir", bag_dir),
+            ("task", args.get("task", "")),
+            ("instruction", args.get("instruction", "")),
+            *sim_time,
+        ),
+        condition=None if bringup == "record" else "recorder",
+    )
+    state = NodeSpec(
+        "unified_action_space",
+        "unified_state_node",
+        "unified_state",
+        parameter_files=("unified_state.yaml",),
+        parameters=(*embodiment_param, *sim_time),
+    )
+    if bringup == "record":
+        return [state, recorder]
+
+    checkpoint = args["checkpoint"]
+    if _is_true(args, "policy"):
+        checkpoint = str(check_checkpoint(checkpoint))
+    policy = NodeSpec(
+        "action_diffusion_policy",
+        "policy_node",
+        "policy",
+        parameter_files=("policy.yaml", *robot_files),
+        parameters=(
+            ("checkpoint", checkpoint),
+            *embodiment_param,
+            ("device", args["device"]),
+            ("instruction", args["instruction"]),
+            *sim_time,
+        ),
+        remappings=(("~/action_chunk", ACTION_CHUNK_TOPIC),),
+        condition="policy",
+    )
+    executor = NodeSpec(
+        "action_diffusion_policy",
+        "action_executor",
+        "action_executor",
+        parameter_files=("executor.yaml",),
+        parameters=(
+            *embodiment_param,
+            ("strategy", args["strategy"]),
+            ("action_chunk_topic", ACTION_CHUNK_TOPIC),
+            *sim_time,
+        ),
+        condition="policy",
+    )
+    if bringup == "real":
+        return [state, policy, executor, recorder]
+
+    sim = NodeSpec(
+        "aloha_sim",
+        "sim_node",
+        "sim",
+        parameter_files=("sim.yaml",),
+        # The sim is the clock: it never follows /clock itself.
+        parameters=(("task", args["task"]), ("use_sim_time", False)),
+    )
+    expert = NodeSpec(
+        "aloha_sim",
+        "scripted_expert_node",
+        "scripted_expert",
+        parameter_files=("sim.yaml",),
+        parameters=(("task", args["task"]), *sim_time),
+        condition="expert",
+    )
+    return [sim, state, policy, executor, expert, recorder]
+
+
+def describe(bringup: str, given: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes `bringup` starts for the launch arguments `given` (defaults for the rest).
+
+    Raises BringupError before anything starts on an unknown bringup, argument or robot, on a
+    missing or incomplete checkpoint when the policy runs, and on two drivers at once in the sim.
+    """
+    args = resolve_arguments(bringup, given)
+    if bringup == "sim" and _is_true(args, "policy") and _is_true(args, "expert"):
+        raise BringupError(
+            "policy:=true and expert:=true would both command the arms; pick one "
+            "(policy:=false expert:=true drives the sim with the scripted expert)"
+        )
+    return [
+        spec
+        for spec in _candidate_nodes(bringup, args)
+        if spec.condition is None or _is_true(args, spec.condition)
+    ]
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def source_config_dir() -> Path:
+    """config/ of this package in the source tree (colcon --symlink-install links to it)."""
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def config_dir() -> Path:
+    """config/ of the installed package when ament knows it, else of the source tree."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:  # plain Python without ament: the source tree is all there is
+        return source_config_dir()
+    try:
+        installed = Path(get_package_share_directory(PACKAGE)) / "config"
+    except PackageNotFoundError:
+        return source_config_dir()
+    return installed if installed.is_dir() else source_config_dir()
+
+
+def parameter_file_paths(spec: NodeSpec, directory: Path | None = None) -> list[Path]:
+    directory = directory or config_dir()
+    paths = [directory / name for name in spec.parameter_files]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise BringupError(
+            f"node {spec.name}: parameter file(s) {', '.join(missing)} not found; "
+            "rebuild with `bash scripts/setup.sh` after adding a config file"
+        )
+    return paths
+
+
+def format_parameter_value(value: Any) -> str:
+    """A value as the YAML text `-p name:=TEXT` reads back as the same type."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # quoted: "true", "1" and "" stay strings
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(format_parameter_value(item) for item in value) + "]"
+    raise BringupError(f"parameter value {value!r} of type {type(value).__name__} is not supported")
+
+
+def launch_node_kwargs(spec: NodeSpec, directory: Path | None = None) -> dict[str, Any]:
+    """Keyword arguments of launch_ros.actions.Node for `spec` (used by the launch files)."""
+    kwargs: dict[str, Any] = {
+        "package": spec.package,
+        "executable": spec.executable,
+        "name": spec.name,
+        "parameters": [
+            *(str(path) for path in parameter_file_paths(spec, directory)),
+            spec.parameter_dict,
+        ],
+        "remappings": list(spec.remappings),
+        "output": "screen",
+        "emulate_tty": True,
+    }
+    if spec.namespace:
+        kwargs["namespace"] = spec.namespace
+    return kwargs
+
+
+def node_command(spec: NodeSpec, executable: Path, directory: Path | None = None) -> list[str]:
+    """The command line the runner starts `spec` with (what launch_ros passes, spelled out)."""
+    command = [str(executable), "--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        command += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    for path in parameter_file_paths(spec, directory):
+        command += ["--params-file", str(path)]
+    for name, value in spec.parameters:
+        command += ["-p", f"{name}:={format_parameter_value(value)}"]
+    for source, target in spec.remappings:
+        command += ["-r", f"{source}:={target}"]
+    return command
