@@ -31,7 +31,7 @@ def test_image_round_trip(encoding):
 
 def test_rgba_bgra_mono_decode_to_rgb():
     image = rgb()
-    rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 9, np.uint8)], axis=2)
+    rgba = np.concatenate([image, np.full((*image.shape[:2], 1), 9, np.uint8)], axis=2)
     for enc, data in (("rgba8", rgba), ("bgra8", rgba[..., [2, 1, 0, 3]])):
         msg = Image(height=5, width=7, encoding=enc, step=28, data=data.tobytes())
         np.testing.assert_array_equal(cv.image_msg_to_rgb(msg), image)

@@ -1,0 +1,270 @@
+"""Action executor node: a stream of ActionChunks -> one command per control tick per arm.
+
+Thin adapter over :class:`~action_diffusion_policy.runtime.executor.ExecutorCore`
+(ensembling/alignment, timeout hold, position and step limits).
+
+Subscribes:
+  ``/policy/action_chunk``         action_diffusion_msgs/ActionChunk (remappable)
+  each arm's ``joint_state_topic`` sensor_msgs/JointState (``state_source: joint_states``), or
+  ``unified_state_topic``          action_diffusion_msgs/UnifiedState
+                                   (``state_source: unified_state``)
+  The measured state starts the hold command and the step limiter.
+Publishes:
+  each arm's ``command_topic`` with its ``command_type`` (Float64MultiArray, single-point
+  JointTrajectory or JointState), every tick while enabled and the measured state is known;
+  the held last command while no chunk covers "now" or the newest chunk is older than
+  ``chunk_timeout``.
+  ``/diagnostics`` diagnostic_msgs/DiagnosticArray, 1 Hz.
+Services:
+  ``~/enable`` std_srvs/SetBool; disabled, it commands nothing.
+Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensembling |
+receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
+0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
+``unified_state_topic``, ``max_chunks``. The timer runs on ROS time (``use_sim_time`` works).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool
+
+from action_diffusion_msgs.msg import ActionChunk, UnifiedState
+from action_diffusion_policy.runtime import conversions as cv
+from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
+from action_diffusion_policy.runtime.executor import ExecutorCore
+
+CHUNK_TOPIC = "/policy/action_chunk"
+STATE_SOURCES = ("joint_states", "unified_state")
+
+
+def load_embodiment(name_or_path: str):
+    from unified_action_space import load_embodiment as load
+
+    return load(name_or_path, kinematics=False)  # commands never need FK
+
+
+class ActionExecutorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("action_executor", **kwargs)
+        p = self.declare_parameter
+        p("embodiment", "aloha_sim")
+        p("strategy", "temporal_ensembling")
+        p("ensembling_k", 0.01)
+        p("receding_steps", 8)
+        p("chunk_timeout", 0.5)
+        p("rate", 0.0)
+        p("enabled_on_start", True)
+        p("state_source", "joint_states")
+        p("unified_state_topic", "/unified_state")
+        p("max_chunks", 32)
+        get = self._param
+
+        self.embodiment = load_embodiment(get("embodiment"))
+        emb = self.embodiment
+        rate = get("rate") or emb.control_frequency
+        state_source = get("state_source")
+        if state_source not in STATE_SOURCES:
+            raise ValueError(f"parameter state_source={state_source!r}: use one of {STATE_SOURCES}")
+        limits = np.asarray(emb.position_limits_unified, dtype=np.float64)
+        self.core = ExecutorCore(
+            emb.action_slots,
+            lower=limits[:, 0],
+            upper=limits[:, 1],
+            max_velocity=emb.max_velocity_unified,
+            rate_hz=rate,
+            ensembler_config=EnsemblerConfig(
+                strategy=get("strategy"),
+                ensembling_k=get("ensembling_k"),
+                receding_steps=get("receding_steps"),
+                max_chunks=get("max_chunks"),
+            ),
+            chunk_timeout=get("chunk_timeout"),
+            enabled=get("enabled_on_start"),
+        )
+        self.rate = float(rate)
+        self.dt = 1.0 / self.rate
+
+        self._command_pubs = {
+            arm.name: self.create_publisher(
+                cv.command_msg_class(arm.command_type), arm.command_topic, QoSProfile(depth=10)
+            )
+            for arm in emb.arms
+        }
+        self._joint_states: dict[str, tuple] = {}
+        if state_source == "joint_states":
+            for arm in emb.arms:
+                self.create_subscription(
+                    JointState,
+                    arm.joint_state_topic,
+                    lambda msg, name=arm.name: self._on_joint_state(name, msg),
+                    qos_profile_sensor_data,
+                )
+        else:
+            self.create_subscription(
+                UnifiedState, get("unified_state_topic"), self._on_unified_state,
+                qos_profile_sensor_data,
+            )  # fmt: skip
+        self.create_subscription(ActionChunk, CHUNK_TOPIC, self._on_chunk, QoSProfile(depth=10))
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+
+        self._tick_wall: deque[float] = deque(maxlen=int(self.rate * 5) + 2)
+        self._last_status = None
+        self._n_published = 0
+        self._n_hold_ticks = 0
+        self._state_errors = 0
+        self.create_timer(self.dt, self._tick)  # node clock: ROS time, sim time when set
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f"executing {emb.name} ({len(emb.action_slots)} slots) at {self.rate:g} Hz, "
+            f"strategy {self.core.ensembler.config.strategy}, "
+            f"{'enabled' if self.core.enabled else 'disabled'}; chunks on {CHUNK_TOPIC}"
+        )
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+        _, names, positions, _ = cv.joint_state_from_msg(msg)
+        self._joint_states[arm] = (names, positions, None)
+        if len(self._joint_states) < len(self.embodiment.arms):
+            return
+        try:
+            values, _ = self.embodiment.state_from_joint_states(self._joint_states, fk=False)
+        except ValueError as exc:  # JointStateError: missing joint, non-finite value
+            self._state_errors += 1
+            self.get_logger().warn(f"joint state rejected: {exc}", throttle_duration_sec=2.0)
+            return
+        self.core.set_measured(values[self.embodiment.action_slots])
+
+    def _on_unified_state(self, msg: UnifiedState) -> None:
+        _, values, mask = cv.unified_state_from_msg(msg)
+        slots = self.embodiment.action_slots
+        if not mask[slots].all():
+            self.get_logger().warn(
+                "unified state lacks commanded slots "
+                f"{np.asarray(slots)[~mask[slots]].tolist()}; ignored",
+                throttle_duration_sec=2.0,
+            )
+            return
+        self.core.set_measured(values[slots])
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        try:
+            chunk = cv.chunk_from_msg(msg)
+        except ValueError as exc:
+            self.core.ensembler.counters["rejected_malformed"] += 1
+            self.get_logger().warn(f"chunk rejected: {exc}", throttle_duration_sec=2.0)
+            return
+        result = self.core.add_chunk(
+            chunk.stamp, chunk.step_period, chunk.slot_indices, chunk.actions
+        )
+        if result != "accepted":
+            self.get_logger().warn(
+                f"chunk {chunk.sequence} from {chunk.checkpoint_id or '?'} {result} "
+                f"(chunk slots {chunk.slot_indices.tolist()}, embodiment {self.embodiment.name} "
+                f"commands {np.asarray(self.embodiment.action_slots).tolist()})",
+                throttle_duration_sec=2.0,
+            )
+
+    def _on_enable(self, request, response):
+        self.core.set_enabled(request.data)
+        response.success = True
+        response.message = "enabled" if request.data else "disabled: commanding nothing"
+        self.get_logger().info(response.message)
+        return response
+
+    # --- the control tick -----------------------------------------------------------------
+    def _tick(self) -> None:
+        self._tick_wall.append(time.monotonic())
+        now = self.get_clock().now().nanoseconds * 1e-9
+        command, status = self.core.tick(now)
+        self._last_status = status
+        if command is None:
+            if status.enabled:
+                self.get_logger().warn(
+                    f"not commanding: {status.hold_reason} (waiting for the robot's joint state)",
+                    throttle_duration_sec=5.0,
+                )
+            return
+        if status.holding:
+            self._n_hold_ticks += 1
+            self.get_logger().warn(
+                f"holding the last command: {status.hold_reason} for "
+                f"{status.hold_duration:.2f} s (newest chunk {status.chunk_age:.2f} s old)",
+                throttle_duration_sec=2.0,
+            )
+        commands = self.embodiment.commands_from_actions(command, self.core.slot_indices)
+        for arm in self.embodiment.arms:
+            msg = cv.command_to_msg(
+                arm.command_type, commands[arm.name], arm.command_joint_names, now, self.dt
+            )
+            self._command_pubs[arm.name].publish(msg)
+        self._n_published += 1
+
+    def _publish_diagnostics(self) -> None:
+        status = self._last_status
+        ticks = np.diff(np.asarray(self._tick_wall)) if len(self._tick_wall) > 2 else None
+        values = {
+            "rate_hz": f"{1.0 / ticks.mean():.2f}" if ticks is not None else "n/a",
+            "target_rate_hz": f"{self.rate:g}",
+            "enabled": str(self.core.enabled),
+            "holding": str(bool(status and status.holding)),
+            "hold_reason": status.hold_reason if status else "not started",
+            "hold_duration_s": f"{status.hold_duration:.3f}" if status else "0",
+            "chunk_age_s": f"{status.chunk_age:.3f}" if status else "inf",
+            "covering_chunks": str(status.n_covering if status else 0),
+            "commands_published": str(self._n_published),
+            "hold_ticks": str(self._n_hold_ticks),
+            "state_errors": str(self._state_errors),
+            **{f"chunks_{k}": str(v) for k, v in self.core.ensembler.counters.items()},
+        }
+        level = DiagnosticStatus.OK
+        message = "executing"
+        if not self.core.enabled:
+            message = "disabled"
+        elif status is None or not status.commanded:
+            level, message = DiagnosticStatus.WARN, "no joint state yet"
+        elif status.holding:
+            level, message = DiagnosticStatus.WARN, f"holding: {status.hold_reason}"
+        diag = DiagnosticArray()
+        diag.header.stamp = self.get_clock().now().to_msg()
+        diag.status = [
+            DiagnosticStatus(
+                level=level,
+                name=f"{self.get_name()}: action executor",
+                message=message,
+                hardware_id=self.embodiment.name,
+                values=[KeyValue(key=k, value=v) for k, v in values.items()],
+            )
+        ]
+        self._diag_pub.publish(diag)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ActionExecutorNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
