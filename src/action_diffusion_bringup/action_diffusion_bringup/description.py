@@ -342,7 +342,6 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
         parameters=(
             *embodiment_param,
             ("strategy", args["strategy"]),
-            ("action_chunk_topic", ACTION_CHUNK_TOPIC),
             *sim_time,
         ),
         condition="policy",

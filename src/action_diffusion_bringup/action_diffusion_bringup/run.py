@@ -113,6 +113,11 @@ class BringupRunner:
     def pids(self) -> dict[str, int]:
         return {item.spec.name: item.process.pid for item in self._running}
 
+    def exited(self) -> dict[str, int]:
+        """Name -> exit code of every node that has stopped."""
+        codes = {item.spec.name: item.process.poll() for item in self._running}
+        return {name: code for name, code in codes.items() if code is not None}
+
     def commands(self) -> list[list[str]]:
         return [
             description.node_command(spec, executable_path(spec), self._config_dir)

@@ -1,0 +1,299 @@
+"""`make demo`: the transfer-cube task in the simulated ALOHA, closed loop through the ROS nodes.
+
+Starts the `sim` bringup with the runner (the same nodes `sim.launch.py` starts), then, as an
+ordinary ROS client, resets the sim with a seed per episode (`/sim/reset`), follows
+`/sim/episode_status` until success or the episode's end, prints the success rate and writes a
+video of the first episode from the top camera (`/cameras/cam_high/image_raw`) under artifacts/.
+
+What drives the arms: the policy node + action executor when a trained checkpoint exists
+(DEFAULT_CHECKPOINT, or DEMO_CHECKPOINT / --checkpoint); until then the scripted expert node,
+which commands the follower arms on the same topics. The demo prints which one it is.
+
+Environment: DEMO_EPISODES (default 5), DEMO_SEED (first seed, default 0), DEMO_CHECKPOINT
+(a checkpoint directory, or "none" to force the scripted expert).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from action_diffusion_bringup import description
+from action_diffusion_bringup.description import BringupError
+from action_diffusion_bringup.run import BringupRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+# The checkpoint the demo runs once the end-to-end pipeline ships one (switching is this line).
+DEFAULT_CHECKPOINT = (
+    REPO_ROOT / "src" / "action_diffusion_bringup" / "checkpoints" / "transfer_cube"
+)
+ARTIFACTS = REPO_ROOT / "artifacts"
+TASK = "transfer_cube"
+CAMERA_TOPIC = "/cameras/cam_high/image_raw"
+STATUS_TOPIC = "/sim/episode_status"
+RESET_SERVICE = "/sim/reset"
+EPISODE_STEPS = 400  # transfer-cube episode length of the ACT sim tasks (8 s at 50 Hz)
+
+
+@dataclass
+class EpisodeResult:
+    episode: int
+    seed: int
+    success: bool
+    steps: int
+    reward: int
+    max_reward: int
+    wall_s: float
+
+
+def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
+    """Launch arguments of the sim bringup, and one line saying what drives the arms."""
+    if checkpoint and checkpoint.lower() != "none":
+        try:
+            path = description.check_checkpoint(checkpoint)
+        except BringupError as error:
+            if Path(checkpoint).expanduser().resolve() != DEFAULT_CHECKPOINT:
+                raise  # a checkpoint the user asked for must exist
+            reason = f"no trained checkpoint at {DEFAULT_CHECKPOINT} yet ({error})"
+        else:
+            return (
+                {"policy": "true", "expert": "false", "checkpoint": str(path)},
+                f"the learned policy {path} (policy_node + action_executor)",
+            )
+    else:
+        reason = "DEMO_CHECKPOINT=none"
+    return (
+        {"policy": "false", "expert": "true"},
+        f"the SCRIPTED EXPERT (scripted_expert_node), not a learned policy: {reason}",
+    )
+
+
+class DemoClient:
+    """The demo's own ROS node: resets episodes, follows their status, grabs camera frames."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        from action_diffusion_msgs.msg import EpisodeStatus
+        from action_diffusion_msgs.srv import ResetEpisode
+
+        self._rclpy = rclpy
+        self._ResetEpisode = ResetEpisode
+        self.node = rclpy.create_node("demo")
+        self._lock = threading.Lock()
+        self.status = None
+        self.frames: list[np.ndarray] = []
+        self.frame_stamps: list[float] = []
+        self.recording = False
+        self.node.create_subscription(EpisodeStatus, STATUS_TOPIC, self._on_status, 10)
+        self.node.create_subscription(Image, CAMERA_TOPIC, self._on_image, qos_profile_sensor_data)
+        self.reset_client = self.node.create_client(ResetEpisode, RESET_SERVICE)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        with contextlib.suppress(Exception):  # the executor shuts down under it at the end
+            self.executor.spin()
+
+    def _on_status(self, msg) -> None:
+        with self._lock:
+            self.status = msg
+
+    def _on_image(self, msg) -> None:
+        if not self.recording or msg.encoding != "rgb8":
+            return
+        frame = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+        frame = frame[:, : msg.width * 3].reshape(msg.height, msg.width, 3).copy()
+        with self._lock:
+            self.frames.append(frame)
+            self.frame_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+
+    def latest_status(self):
+        with self._lock:
+            return self.status
+
+    def reset(self, seed: int, timeout: float) -> int:
+        request = self._ResetEpisode.Request(seed=seed, use_seed=True)
+        future = self.reset_client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{RESET_SERVICE} did not answer within {timeout:.0f} s")
+            time.sleep(0.01)
+        response = future.result()
+        if not response.success:
+            raise RuntimeError(f"{RESET_SERVICE} refused seed {seed}: {response.message}")
+        return response.seed
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def wait_until(predicate, timeout: float, runner: BringupRunner, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        exited = runner.exited()
+        if exited:
+            raise RuntimeError(f"node(s) stopped while waiting for {what}: {exited}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def run_episode(
+    client: DemoClient, runner: BringupRunner, episode: int, seed: int, steps: int, timeout: float
+) -> EpisodeResult:
+    start = time.monotonic()
+    seed = client.reset(seed, timeout=30.0)
+
+    def current():
+        status = client.latest_status()
+        return status if status is not None and status.seed == seed else None
+
+    wait_until(lambda: current() is not None, 30.0, runner, f"status of the episode seed {seed}")
+    wait_until(
+        lambda: current().success or current().step >= steps,
+        timeout,
+        runner,
+        f"the end of episode {episode} (seed {seed})",
+    )
+    status = current()
+    return EpisodeResult(
+        episode=episode,
+        seed=seed,
+        success=bool(status.success),
+        steps=int(status.step),
+        reward=int(status.reward),
+        max_reward=int(status.max_reward),
+        wall_s=round(time.monotonic() - start, 2),
+    )
+
+
+def write_video(frames: list[np.ndarray], stamps: list[float], path: Path) -> float:
+    """mp4 at the camera's rate in sim time (so the video plays at real speed); returns fps."""
+    import imageio.v2 as imageio
+
+    duration = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    fps = (len(frames) - 1) / duration if duration > 0 else 10.0
+    fps = float(np.clip(fps, 1.0, 60.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.mp4")
+    with imageio.get_writer(partial, fps=fps, codec="libx264", quality=7) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    os.replace(partial, path)
+    return fps
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("DEMO_SEED", 0)))
+    parser.add_argument(
+        "--checkpoint", default=os.environ.get("DEMO_CHECKPOINT", str(DEFAULT_CHECKPOINT))
+    )
+    parser.add_argument("--strategy", default="temporal_ensembling")
+    parser.add_argument("--steps", type=int, default=EPISODE_STEPS, help="control steps/episode")
+    parser.add_argument(
+        "--episode-timeout", type=float, default=300.0, help="wall seconds per episode at most"
+    )
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS)
+    options = parser.parse_args(argv)
+    if options.episodes < 1:
+        parser.error(f"--episodes/DEMO_EPISODES must be >= 1, got {options.episodes}")
+    return options
+
+
+def main(argv=None) -> int:
+    options = parse_args(argv)
+    try:
+        given, driver = choose_driver(options.checkpoint)
+        given.update(task=TASK, strategy=options.strategy, use_sim_time="true")
+        specs = description.describe("sim", given)
+    except BringupError as error:
+        print(f"[demo] error: {error}", file=sys.stderr)
+        return 2
+    artifacts = options.artifacts
+    artifacts.mkdir(parents=True, exist_ok=True)
+    log_path = artifacts / "demo_nodes.log"
+    print(f"[demo] task: {TASK}, {options.episodes} episode(s) from seed {options.seed}")
+    print(f"[demo] driven by: {driver}")
+    print(f"[demo] nodes: {', '.join(s.name for s in specs)} (their output: {log_path})")
+
+    import rclpy
+
+    results: list[EpisodeResult] = []
+    video = None
+    with open(log_path, "w") as log, BringupRunner(specs, output=log, stop_timeout=5.0) as runner:
+        rclpy.init()
+        client = DemoClient()
+        try:
+            wait_until(lambda: client.reset_client.service_is_ready(), 120.0, runner, RESET_SERVICE)
+            for episode in range(options.episodes):
+                client.recording = episode == 0
+                result = run_episode(
+                    client,
+                    runner,
+                    episode + 1,
+                    options.seed + episode,
+                    options.steps,
+                    options.episode_timeout,
+                )
+                client.recording = False
+                results.append(result)
+                outcome = "SUCCESS" if result.success else "failure"
+                print(
+                    f"[demo] episode {result.episode}/{options.episodes} seed {result.seed}: "
+                    f"{outcome} after {result.steps} steps (reward {result.reward}/"
+                    f"{result.max_reward}, {result.wall_s:.1f} s wall)",
+                    flush=True,
+                )
+        except (RuntimeError, TimeoutError) as error:
+            print(f"[demo] error: {error}; node output in {log_path}", file=sys.stderr)
+            return 1
+        finally:
+            client.close()
+            rclpy.try_shutdown()
+        frames, stamps = client.frames, client.frame_stamps
+    if frames:
+        video = artifacts / f"demo_{TASK}.mp4"
+        fps = write_video(frames, stamps, video)
+        print(f"[demo] video of episode 1: {video} ({len(frames)} frames, {fps:.1f} fps)")
+    else:
+        print(f"[demo] no frames on {CAMERA_TOPIC}: no video written")
+    successes = sum(r.success for r in results)
+    rate = successes / len(results)
+    summary = {
+        "task": TASK,
+        "driven_by": driver,
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": rate,
+        "video": str(video) if video else None,
+        "results": [asdict(r) for r in results],
+    }
+    (artifacts / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"[demo] {TASK} success rate: {successes}/{len(results)} = {rate:.0%} "
+        f"(driven by {driver.split(':')[0]})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
