@@ -319,16 +319,58 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
             f"{path}: no metadata.yaml; the recording was not closed (crashed recorder?). "
             "Reindex it with `ros2 bag reindex` or drop it"
         )
-    reader = AnyReader([path], default_typestore=typestore())
     try:
+        reader = AnyReader([path], default_typestore=typestore())
         reader.open()
     except Exception as exc:
-        raise BagError(f"{path}: cannot open bag: {exc}") from exc
+        detail = "".join(f"; {d}" for d in map(diagnose_storage_file, _storage_files(path)) if d)
+        raise BagError(f"{path}: cannot open bag: {exc}{detail}") from exc
     try:
         yield reader
     finally:
         with contextlib.suppress(Exception):
             reader.close()
+
+
+def _storage_files(bag: Path) -> list[Path]:
+    if bag.is_file():
+        return [bag]
+    return sorted(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_MESSAGE, _MCAP_CHUNK = 0x05, 0x06
+
+
+def diagnose_storage_file(path: Path) -> str:
+    """Where a storage file breaks: for MCAP, the byte offset of the first incomplete record."""
+    if path.suffix != ".mcap":
+        return ""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(8) != MCAP_MAGIC:
+            return f"{path.name}: not an MCAP file (bad magic at byte 0)"
+        offset, chunks, messages = 8, 0, 0
+        while offset < size:
+            head = f.read(9)
+            if len(head) < 9:
+                break
+            opcode, length = head[0], int.from_bytes(head[1:], "little")
+            if offset + 9 + length > size:
+                return (
+                    f"{path.name}: truncated at byte {size} of a record that should end at byte "
+                    f"{offset + 9 + length} (record starts at byte {offset}; "
+                    f"{chunks} complete chunks and {messages} loose messages before it)"
+                )
+            if opcode == 0x00 or opcode > 0x0F:
+                return f"{path.name}: corrupt record (opcode {opcode:#x}) at byte {offset}"
+            chunks += opcode == _MCAP_CHUNK
+            messages += opcode == _MCAP_MESSAGE
+            f.seek(length, 1)
+            offset += 9 + length
+            if opcode == 0x02:  # footer
+                return ""
+        return f"{path.name}: ends at byte {offset} without an MCAP footer (truncated)"
 
 
 def topic_types(reader: AnyReader) -> dict[str, str]:
@@ -379,7 +421,12 @@ def iter_messages(
             where = f"after message {index}" + (
                 f" ({last[0]} at t={last[1] / 1e9:.6f} s)" if last else " (at the start)"
             )
-            raise BagError(f"{bag}: bag is corrupt or truncated {where}: {exc}") from exc
+            detail = "".join(
+                f"; {d}" for d in map(diagnose_storage_file, _storage_files(Path(bag))) if d
+            )
+            raise BagError(
+                f"{bag}: bag is corrupt or truncated {where}: {exc}{detail}"
+            ) from exc
         try:
             msg = reader.deserialize(raw, conn.msgtype)
         except Exception as exc:

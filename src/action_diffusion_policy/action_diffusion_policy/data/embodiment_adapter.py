@@ -151,7 +151,7 @@ class UnifiedMapper:
     def action_from_commands(self, commands: Mapping[str, np.ndarray]) -> np.ndarray:
         """{arm: commanded positions in driver order} -> (128,) unified action."""
         emb = self.embodiment
-        for attr in ("action_from_commands", "unified_from_commands", "commands_to_unified"):
+        for attr in ("actions_from_commands", "action_from_commands"):
             fn = getattr(emb, attr, None)
             if fn is not None:
                 out = np.asarray(fn(dict(commands)), dtype=np.float32)

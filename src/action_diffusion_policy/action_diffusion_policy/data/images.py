@@ -32,6 +32,8 @@ def image_to_rgb(msg) -> np.ndarray:
             f"image {w}x{h} {enc} needs {w * c * h} bytes (step {step}), message has {buf.size}"
         )
     img = buf[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
+    if enc == "rgb8":
+        return img
     if enc in ("bgr8", "8uc3"):
         return np.ascontiguousarray(img[..., ::-1])
     if enc == "bgra8":

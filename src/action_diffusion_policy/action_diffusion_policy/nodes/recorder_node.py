@@ -10,7 +10,8 @@ Services (node-relative, e.g. ``/recorder/start``):
   ``~/mark_success`` std_srvs/srv/SetBool; sets the success flag of the current (or last) bag
 
 Parameters: ``embodiment`` (config name or path), ``topics`` ("topic:pkg/msg/Type" entries
-replacing the defaults), ``extra_topics`` (added to them), ``output_dir``, ``storage``
+replacing the defaults), ``extra_topics`` (added to them), ``camera_topics`` (raw image
+topics replacing the embodiment's cameras), ``output_dir``, ``storage``
 (``mcap``/``sqlite3``), ``compressed_images``, ``unified_state_topic``, ``instruction`` and
 ``task`` (defaults for auto mode), ``auto_episode`` (start a bag when the sim starts an episode,
 stop ``post_success_s`` after success or when the next episode starts), ``bag_prefix``.
@@ -80,6 +81,7 @@ class RecorderNode(Node):
         self.storage = p("storage", "mcap").value
         compressed = bool(p("compressed_images", False).value)
         unified_topic = p("unified_state_topic", ea.UNIFIED_STATE_TOPIC).value
+        camera_topics = [t for t in (p("camera_topics", [""]).value or []) if t]
         self.default_task = p("task", "").value
         self.default_instruction = p("instruction", "").value
         self.auto_episode = bool(p("auto_episode", False).value)
@@ -94,6 +96,12 @@ class RecorderNode(Node):
         else:
             emb = ea.load(self.embodiment_name)
             self.topics = ea.record_topics(emb, compressed, unified_topic or None)
+            if camera_topics:  # replace the embodiment's cameras
+                self.topics = {t: ty for t, ty in self.topics.items()
+                               if ty not in (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE)}
+                for t in camera_topics:
+                    self.topics[f"{t}/compressed" if compressed else t] = (
+                        ea.COMPRESSED_TYPE if compressed else ea.IMAGE_TYPE)
         self.topics.update(parse_topic_specs([t for t in extra if t]))
         self._classes = {t: message_class(ty) for t, ty in self.topics.items()}
 
