@@ -1,0 +1,198 @@
+"""unified_state_node: every arm's sensor_msgs/JointState -> action_diffusion_msgs/UnifiedState.
+
+Parameters:
+    embodiment (str): shipped embodiment name or path to a YAML (default "aloha_sim").
+    rate (float): publish rate in Hz; 0 = the embodiment's control frequency.
+    stale_timeout (float): seconds without a joint state before an arm counts as stale.
+    fk (bool): fill the end-effector slots by forward kinematics when the embodiment has a model.
+    diagnostics_period (float): seconds between /diagnostics reports.
+
+Publishes ``/unified_state`` at the rate, stamped with the newest input stamp, only when every
+arm has a fresh, valid joint state: a missing, stale or rejected (NaN/inf, missing joint) arm is
+logged (rate-limited) and reported on ``/diagnostics``, never published as zeros.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+
+from action_diffusion_msgs.msg import UnifiedState
+from unified_action_space.embodiment import (
+    EmbodimentConfigError,
+    JointStateError,
+    load_embodiment,
+)
+from unified_action_space.nodes.conversions import joint_state_to_arrays, unified_state_to_msg
+
+UNIFIED_STATE_TOPIC = "/unified_state"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+LOG_THROTTLE_S = 2.0
+
+
+@dataclass
+class _ArmInput:
+    """The latest joint state of one arm, as arrays."""
+
+    names: list[str]
+    positions: object
+    velocities: object
+    stamp_ns: int
+    received_ns: int
+
+
+class UnifiedStateNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("unified_state", **kwargs)
+        self.declare_parameter("embodiment", "aloha_sim")
+        self.declare_parameter("rate", 0.0)
+        self.declare_parameter("stale_timeout", 0.5)
+        self.declare_parameter("fk", True)
+        self.declare_parameter("diagnostics_period", 1.0)
+        get = self._param
+
+        self.embodiment = load_embodiment(get("embodiment"), kinematics=bool(get("fk")))
+        emb = self.embodiment
+        rate = float(get("rate")) or emb.control_frequency
+        if rate <= 0:
+            raise ValueError(f"parameter rate={rate}: must be > 0 (or 0 for the control rate)")
+        self.stale_timeout_ns = int(float(get("stale_timeout")) * 1e9)
+        self.fk = bool(get("fk"))
+
+        self._latest: dict[str, _ArmInput] = {}
+        self._problems: dict[str, tuple[int, str]] = {}  # arm -> (DiagnosticStatus level, text)
+        self.published = 0
+        self.rejected = 0
+        self._pub = self.create_publisher(UnifiedState, UNIFIED_STATE_TOPIC, QoSProfile(depth=10))
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        for arm in emb.arms:
+            self.create_subscription(
+                JointState,
+                arm.joint_state_topic,
+                lambda msg, name=arm.name: self._on_joint_state(name, msg),
+                qos_profile_sensor_data,
+            )
+        self.create_timer(1.0 / rate, self._tick)
+        self.create_timer(float(get("diagnostics_period")), self._publish_diagnostics)
+        topics = ", ".join(f"{a.name}: {a.joint_state_topic}" for a in emb.arms)
+        self.get_logger().info(
+            f"embodiment {emb.name!r} ({emb.source}), {rate:g} Hz, FK "
+            f"{'on' if self.fk and emb.has_kinematics else 'off'}; joint states {topics}"
+        )
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+        names, positions, velocities, stamp_ns = joint_state_to_arrays(msg)
+        now = self.get_clock().now().nanoseconds
+        self._latest[arm] = _ArmInput(names, positions, velocities, stamp_ns, now)
+
+    def _arm_problems(self, now_ns: int) -> dict[str, tuple[int, str]]:
+        problems = {}
+        for arm in self.embodiment.arms:
+            latest = self._latest.get(arm.name)
+            if latest is None:
+                problems[arm.name] = (
+                    DiagnosticStatus.ERROR, f"no joint state received on {arm.joint_state_topic}"
+                )  # fmt: skip
+            elif now_ns - latest.received_ns > self.stale_timeout_ns:
+                age = (now_ns - latest.received_ns) / 1e9
+                problems[arm.name] = (
+                    DiagnosticStatus.WARN,
+                    f"joint state on {arm.joint_state_topic} is stale ({age:.2f} s old)",
+                )
+        return problems
+
+    def _tick(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        problems = self._arm_problems(now)
+        if problems:
+            self._problems = problems
+            text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
+            self.get_logger().warning(
+                f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return
+        inputs = {
+            name: (arm_in.names, arm_in.positions, arm_in.velocities)
+            for name, arm_in in self._latest.items()
+        }
+        try:
+            values, mask = self.embodiment.state_from_joint_states(inputs, fk=self.fk)
+        except JointStateError as exc:
+            self.rejected += 1
+            self._problems = {exc.arm or "?": (DiagnosticStatus.ERROR, f"rejected: {exc}")}
+            self.get_logger().error(
+                f"joint state rejected, not publishing: {exc}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return
+        self._problems = {}
+        stamp = max(arm_in.stamp_ns for arm_in in self._latest.values())
+        emb = self.embodiment
+        self._pub.publish(
+            unified_state_to_msg(values, mask, emb.name, emb.control_frequency, stamp)
+        )
+        self.published += 1
+
+    def diagnostics(self) -> DiagnosticArray:
+        """One status per arm: OK, WARN (stale) or ERROR (missing / rejected)."""
+        now = self.get_clock().now()
+        array = DiagnosticArray()
+        array.header.stamp = now.to_msg()
+        for arm in self.embodiment.arms:
+            level, text = self._problems.get(arm.name, (DiagnosticStatus.OK, "ok"))
+            latest = self._latest.get(arm.name)
+            age = "never"
+            if latest is not None:
+                age = f"{(now.nanoseconds - latest.received_ns) / 1e9:.3f}"
+            array.status.append(
+                DiagnosticStatus(
+                    level=level,
+                    name=f"unified_state: {arm.name} arm",
+                    message=text,
+                    hardware_id=self.embodiment.name,
+                    values=[
+                        KeyValue(key="topic", value=arm.joint_state_topic),
+                        KeyValue(key="age_s", value=age),
+                        KeyValue(key="published", value=str(self.published)),
+                        KeyValue(key="rejected", value=str(self.rejected)),
+                    ],
+                )
+            )
+        return array
+
+    def _publish_diagnostics(self) -> None:
+        self._diag_pub.publish(self.diagnostics())
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = UnifiedStateNode()
+        rclpy.spin(node)
+    except (EmbodimentConfigError, ValueError) as exc:
+        print(f"unified_state_node: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
