@@ -627,10 +627,11 @@ class Embodiment:
         rows = []
         for m in self._maps:
             for joint in m.arm.joints:
-                unit = "rad"
+                # Limits are in driver units; the unit column says what the slot holds.
+                unit = "SI (rad or m)"
                 lo, hi = joint.position_limits
                 if joint.gripper_range is not None:
-                    unit = f"[0,1] of raw {list(joint.gripper_range)}"
+                    unit = f"[0,1] = raw over {list(joint.gripper_range)}"
                 rows.append(dict(slot=joint.position_slot, slot_name=layout.slot_name(
                     joint.position_slot), arm=m.name, joint=joint.name, quantity="position",
                     lower=lo, upper=hi, unit=unit,
@@ -639,7 +640,8 @@ class Embodiment:
                     rows.append(dict(slot=joint.velocity_slot, slot_name=layout.slot_name(
                         joint.velocity_slot), arm=m.name, joint=joint.name, quantity="velocity",
                         lower=-joint.velocity_limit, upper=joint.velocity_limit,
-                        unit="raw/s" if joint.gripper_range is None else "1/s of [0,1]",
+                        unit="SI (rad/s or m/s)" if joint.gripper_range is None
+                        else "raw/s over the gripper range width",
                         commanded=False))  # fmt: skip
         for arm_slots, m in zip(self._eef_slots, self._fk_maps):
             for slot in arm_slots:
