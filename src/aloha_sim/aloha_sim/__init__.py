@@ -1,1 +1,2 @@
-"""A simulated ALOHA (two ViperX 300 arms) in MuJoCo with transfer-cube and insertion tasks and a scripted bimanual expert, as ROS 2 nodes that behave like the real robot."""
+"""A simulated ALOHA (two ViperX 300 arms) in MuJoCo: transfer-cube and insertion tasks,
+a scripted bimanual expert, and ROS 2 nodes that behave like the real robot."""
