@@ -190,6 +190,7 @@ def main() -> None:
             "storage": args.storage,
             "images": "jpeg CompressedImage" if args.compressed else "raw rgb8 640x480",
             "published": counts,
+            "received_by_recorder": stop_report["received"],
             "recorded": in_bag,
             "lost": sum(counts.values()) - sum(in_bag.get(t, 0) for t in counts),
             "publish_rate_hz": {t: round(n / published["elapsed"], 2) for t, n in counts.items()},

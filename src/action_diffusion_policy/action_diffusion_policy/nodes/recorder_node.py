@@ -137,8 +137,10 @@ class RecorderNode(Node):
             reliable = all(
                 i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos
             )
+            # KEEP_ALL: the reader never overwrites a sample the executor has not taken yet
+            # (with reliable publishers, DDS flow control then slows the writer instead).
             qos = QoSProfile(
-                history=HistoryPolicy.KEEP_LAST,
+                history=HistoryPolicy.KEEP_ALL if reliable else HistoryPolicy.KEEP_LAST,
                 depth=QUEUE_DEPTH,
                 reliability=(
                     ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
@@ -191,6 +193,7 @@ class RecorderNode(Node):
         report = {
             "bag_path": stats.bag_path,
             "messages": stats.written,
+            "received": stats.received,
             "lost": stats.lost,
             "max_queue": stats.max_queue,
             "success": meta.success,
