@@ -1,0 +1,333 @@
+"""Action-chunk policy: observation encoder + backbone + generative head + normalizer.
+
+Interface (shared with the runtime nodes and the evaluators)::
+
+    policy.reset()
+    chunk = policy.predict_chunk(obs, noise=None)   # (H, k) float32, spec.action_slots order
+    loss = policy.compute_loss(batch)               # torch scalar
+
+The observation is encoded once per chunk; the backbone then runs once per denoising step on
+the cached condition (transformers cache the cross-attention keys/values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
+from action_diffusion_policy.heads import make_head
+from action_diffusion_policy.models.dit import DiT
+from action_diffusion_policy.models.encoders import ResNetImageEncoder, SiglipImageEncoder
+from action_diffusion_policy.models.rdt import RDT
+from action_diffusion_policy.models.unet1d import ConditionalUnet1D
+from action_diffusion_policy.normalizer import Normalizer
+from action_diffusion_policy.types import Observation, PolicySpec
+
+
+def _crop_size(cfg: PolicyConfig) -> tuple[int, int] | None:
+    if cfg.image_size is None:
+        return None
+    h, w = cfg.image_size
+    return max(8, round(h * cfg.crop_ratio)), max(8, round(w * cfg.crop_ratio))
+
+
+class ActionChunkPolicy(nn.Module):
+    """Diffusion / flow-matching action-chunk policy with a U-Net, DiT or RDT backbone."""
+
+    def __init__(self, config: PolicyConfig, stats: dict | None = None):
+        super().__init__()
+        self.config = cfg = config
+        self.checkpoint_id = ""
+        self.n_state = len(cfg.state_slots)
+        self.register_buffer("state_idx", torch.tensor(cfg.state_slots, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("action_idx", torch.tensor(cfg.action_slots, dtype=torch.long),
+                             persistent=False)
+        self.normalizer = Normalizer(
+            {"action": cfg.action_dim, "state": self.n_state, "env_state": cfg.env_state_dim})
+        if stats:
+            self.set_dataset_stats(stats)
+
+        n_cam, n_obs = len(cfg.camera_names), cfg.n_obs_steps
+        self.image_encoder: nn.Module | None = None
+        num_img_tokens, token_dim, feat_dim = 0, 1, 0
+        if n_cam:
+            if cfg.vision_encoder == "resnet18":
+                self.image_encoder = ResNetImageEncoder(cfg.num_keypoints, cfg.image_feature_dim)
+            else:
+                self.image_encoder = SiglipImageEncoder(
+                    cfg.vision_encoder_hf_config or {}, cfg.image_feature_dim,
+                    weights_dir=None if cfg.vision_encoder_hf_config else cfg.vision_encoder_path)
+                cfg.vision_encoder_hf_config = self.image_encoder.hf_config
+            feat_dim = cfg.image_feature_dim
+            with torch.no_grad():  # token count at this image size
+                _, tok = self.image_encoder(torch.zeros(1, 3, *_crop_size(cfg)))
+            num_img_tokens = n_cam * n_obs * tok.shape[1]
+            token_dim = tok.shape[2]
+        self.lang_pool = nn.Linear(cfg.lang_dim, cfg.image_feature_dim) if cfg.lang_dim else None
+        lowdim = self.n_state + cfg.env_state_dim
+        global_dim = n_obs * (n_cam * feat_dim + lowdim)
+        global_dim += cfg.image_feature_dim if cfg.lang_dim else 0
+        global_dim = max(global_dim, 1)
+        self.global_dim = global_dim
+
+        bcfg = cfg.backbone_config
+        if cfg.backbone == "unet":
+            self.backbone = ConditionalUnet1D(cfg.action_dim, global_dim, bcfg)
+        elif cfg.backbone == "dit":
+            self.backbone = DiT(cfg.action_dim, cfg.horizon, global_dim, bcfg)
+        else:
+            self.backbone = RDT(cfg.action_slots, cfg.state_slots, cfg.horizon, n_obs, lowdim,
+                                token_dim, num_img_tokens, cfg.lang_dim, bcfg)
+        self.head = make_head(cfg)
+        self.inference_dtype = torch.float32
+
+    # ----------------------------------------------------------------------------------------
+    # bookkeeping
+
+    @property
+    def device(self) -> torch.device:
+        return self.normalizer.action_min.device
+
+    @property
+    def spec(self) -> PolicySpec:
+        cfg = self.config
+        return PolicySpec(
+            camera_names=list(cfg.camera_names), image_size=cfg.image_size,
+            n_obs_steps=cfg.n_obs_steps, horizon=cfg.horizon,
+            action_slots=list(cfg.action_slots), state_slots=list(cfg.state_slots),
+            env_state_dim=cfg.env_state_dim, control_frequency=cfg.control_frequency,
+            embodiments=list(cfg.embodiments), checkpoint_id=self.checkpoint_id)
+
+    def set_dataset_stats(self, stats: dict) -> None:
+        """Take min/max from a dataset's ``meta.stats`` (128-wide state/action columns)."""
+        cfg = self.config
+        for key, slots in (("action", cfg.action_slots), ("state", cfg.state_slots)):
+            if slots:
+                lo, hi = np.asarray(stats[key]["min"]), np.asarray(stats[key]["max"])
+                if lo.shape[-1] == NUM_SLOTS:
+                    lo, hi = lo[slots], hi[slots]
+                self.normalizer.set_stats(key, lo, hi)
+        if cfg.env_state_dim:
+            self.normalizer.set_stats("env_state", stats["env_state"]["min"],
+                                      stats["env_state"]["max"])
+
+    def reset(self) -> None:
+        """Start of an episode. The policy keeps no state between chunks; kept for the API."""
+
+    def to_inference_dtype(self, dtype: torch.dtype = torch.bfloat16) -> ActionChunkPolicy:
+        """Run encoders and backbone in ``dtype`` (normalizer and sampler math stay float32)."""
+        for m in (self.image_encoder, self.backbone, self.lang_pool):
+            if m is not None:
+                m.to(dtype)
+        self.inference_dtype = dtype
+        return self
+
+    # ----------------------------------------------------------------------------------------
+    # shared core
+
+    def _images_to_float(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            return images.to(self.inference_dtype if not self.training else torch.float32) / 255.0
+        return images.to(self.inference_dtype if not self.training else torch.float32)
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        ch, cw = _crop_size(self.config)
+        h, w = x.shape[-2:]
+        if (ch, cw) == (h, w):
+            return x
+        if self.training:
+            top = int(torch.randint(0, h - ch + 1, ()))
+            left = int(torch.randint(0, w - cw + 1, ()))
+        else:
+            top, left = (h - ch) // 2, (w - cw) // 2
+        return x[..., top: top + ch, left: left + cw]
+
+    def encode_obs(self, images: torch.Tensor | None, state: torch.Tensor,
+                   env_state: torch.Tensor | None = None, lang: torch.Tensor | None = None,
+                   lang_mask: torch.Tensor | None = None,
+                   control_frequency: torch.Tensor | None = None) -> dict:
+        """Normalized inputs -> condition dict for ``backbone.prepare_condition``.
+
+        images (B, N, T, 3, H, W) floats in [0, 1]; state (B, T, s); env_state (B, T, D).
+        """
+        cfg = self.config
+        dtype = next(self.backbone.parameters()).dtype
+        b, t = state.shape[:2]
+        per_step = []
+        cond: dict = {}
+        if self.image_encoder is not None:
+            n = images.shape[1]
+            x = self._crop(images.reshape(b * n * t, *images.shape[3:]).to(dtype))
+            pooled, tokens = self.image_encoder(x)
+            per_step.append(pooled.reshape(b, n, t, -1).permute(0, 2, 1, 3).reshape(b, t, -1))
+            cond["img_tokens"] = tokens.reshape(b, -1, tokens.shape[-1])
+        lowdim = [state.to(dtype)]
+        if cfg.env_state_dim:
+            lowdim.append(env_state.to(dtype))
+        lowdim = torch.cat(lowdim, dim=-1)
+        per_step.append(lowdim)
+        glob = torch.cat(per_step, dim=-1).reshape(b, -1)
+        if self.lang_pool is not None:
+            if lang is None:
+                pooled_lang = glob.new_zeros(b, cfg.image_feature_dim)
+            else:
+                lang = lang.to(dtype)
+                w = (torch.ones(lang.shape[:2], dtype=dtype, device=lang.device)
+                     if lang_mask is None else lang_mask.to(dtype))
+                mean = (lang * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1)
+                pooled_lang = self.lang_pool(mean)
+            glob = torch.cat([glob, pooled_lang], dim=-1)
+        if glob.shape[-1] == 0:
+            glob = glob.new_zeros(b, 1)
+        if control_frequency is None:
+            control_frequency = torch.full((b,), cfg.control_frequency, device=state.device)
+        cond.update({"global": glob, "state": state.to(dtype), "lowdim": lowdim, "lang": lang,
+                     "lang_mask": None if lang_mask is None else lang_mask.bool(),
+                     "control_frequency": control_frequency.float()})
+        return cond
+
+    def _prepare_batch(self, batch: dict) -> dict:
+        cfg = self.config
+        dev = self.device
+        state = batch["state"].to(dev).float()
+        if state.shape[-1] == NUM_SLOTS:
+            state = state[..., self.state_idx]
+        state = self.normalizer.normalize("state", state) if self.n_state else state[..., :0]
+        env = None
+        if cfg.env_state_dim:
+            env = self.normalizer.normalize("env_state", batch["env_state"].to(dev).float())
+        images = None
+        if cfg.camera_names:
+            images = self._images_to_float(batch["images"].to(dev))
+        lang = batch.get("lang_embedding")
+        lang_mask = batch.get("lang_mask")
+        freq = batch.get("control_frequency")
+        if lang is not None:
+            lang = lang.to(dev)
+        if lang_mask is not None:
+            lang_mask = lang_mask.to(dev)
+        if freq is not None:
+            freq = torch.as_tensor(freq, device=dev).float().reshape(-1)
+        return self.encode_obs(images, state, env, lang, lang_mask, freq)
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        """Mean denoising (or velocity) loss over a batch from ``ChunkDataset``."""
+        action = batch["action"].to(self.device).float()
+        if action.shape[-1] == NUM_SLOTS:
+            action = action[..., self.action_idx]
+        action = self.normalizer.normalize("action", action)
+        cond = self._prepare_batch(batch)
+        ctx = self.backbone.prepare_condition(cond)
+        err = self.head.loss(lambda x, t: self.backbone(x.to(cond["global"].dtype), t, ctx),
+                             action)
+        pad = batch.get("action_is_pad")
+        if self.config.mask_padding_loss and pad is not None:
+            keep = (~pad.to(self.device).bool()).float()[..., None]
+            return (err * keep).sum() / (keep.sum() * err.shape[-1]).clamp_min(1.0)
+        return err.mean()
+
+    def forward(self, batch: dict) -> torch.Tensor:  # for DistributedDataParallel
+        return self.compute_loss(batch)
+
+    @torch.inference_mode()
+    def sample_normalized(self, batch: dict, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Batched sampling: observation tensors -> (B, H, k) chunk in normalized units."""
+        cond = self._prepare_batch(batch)
+        b = cond["global"].shape[0]
+        if noise is None:
+            noise = torch.randn(b, self.config.horizon, self.config.action_dim,
+                                device=self.device)
+        noise = noise.to(self.device).float().reshape(b, self.config.horizon, -1)
+        ctx = self.backbone.prepare_condition(cond)
+        dtype = cond["global"].dtype
+        return self.head.sample(lambda x, t: self.backbone(x.to(dtype), t, ctx), noise)
+
+    # ----------------------------------------------------------------------------------------
+    # single observation (runtime)
+
+    def validate_observation(self, obs: Observation) -> dict:
+        """Check ``obs`` against the checkpoint's spec; return a batch of one (torch)."""
+        cfg = self.config
+        t_need = cfg.n_obs_steps
+        if set(obs.images) != set(cfg.camera_names):
+            raise ValueError(
+                f"images: expected cameras {sorted(cfg.camera_names)} "
+                f"({len(cfg.camera_names)}), got {sorted(obs.images)} ({len(obs.images)})")
+        frames = []
+        for cam in cfg.camera_names:
+            img = obs.images[cam]
+            h, w = cfg.image_size
+            if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+                raise ValueError(f"images[{cam!r}]: expected dtype uint8, got "
+                                 f"{getattr(img, 'dtype', type(img).__name__)}")
+            if img.ndim != 4 or img.shape[1:] != (h, w, 3) or img.shape[0] < t_need:
+                raise ValueError(f"images[{cam!r}]: expected shape ({t_need}, {h}, {w}, 3) "
+                                 f"(T, H, W, RGB), got {img.shape}")
+            frames.append(img[-t_need:])
+        state = np.asarray(obs.state)
+        if state.ndim != 2 or state.shape[1] != NUM_SLOTS or state.shape[0] < t_need:
+            raise ValueError(f"state: expected shape ({t_need}, {NUM_SLOTS}), got {state.shape}")
+        state = state[-t_need:].astype(np.float32)
+        if not np.isfinite(state[:, cfg.state_slots]).all():
+            bad = sorted({int(s) for s in np.array(cfg.state_slots)[
+                ~np.isfinite(state[:, cfg.state_slots]).all(0)]})
+            raise ValueError(f"state: expected finite values in slots {cfg.state_slots}, "
+                             f"got NaN/inf in slots {bad}")
+        mask = np.asarray(obs.state_mask)
+        if mask.shape != (NUM_SLOTS,):
+            raise ValueError(f"state_mask: expected shape ({NUM_SLOTS},), got {mask.shape}")
+        missing = [s for s in cfg.state_slots if not mask[s]]
+        if missing:
+            raise ValueError(
+                f"state_mask: expected the checkpoint's state slots {cfg.state_slots} to be set, "
+                f"got slots {missing} unset (mask has {np.flatnonzero(mask).tolist()}); "
+                "is this the embodiment the policy was trained on?")
+        batch = {"state": torch.from_numpy(state[None])}
+        if cfg.env_state_dim:
+            env = None if obs.env_state is None else np.asarray(obs.env_state, np.float32)
+            if env is None or env.ndim != 2 or env.shape[1] != cfg.env_state_dim \
+                    or env.shape[0] < t_need:
+                raise ValueError(f"env_state: expected shape ({t_need}, {cfg.env_state_dim}), "
+                                 f"got {None if env is None else env.shape}")
+            if not np.isfinite(env).all():
+                raise ValueError("env_state: expected finite values, got NaN/inf")
+            batch["env_state"] = torch.from_numpy(env[None, -t_need:])
+        if frames:
+            stacked = np.stack(frames)  # (N, T, H, W, 3)
+            batch["images"] = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3)[None]
+        if cfg.lang_dim and obs.lang_embedding is not None:
+            lang = np.asarray(obs.lang_embedding, np.float32)
+            if lang.ndim != 2 or lang.shape[1] != cfg.lang_dim or not np.isfinite(lang).all():
+                raise ValueError(f"lang_embedding: expected finite (L, {cfg.lang_dim}), "
+                                 f"got {lang.shape}")
+            batch["lang_embedding"] = torch.from_numpy(lang[None])
+        if not np.isfinite(obs.control_frequency) or obs.control_frequency <= 0:
+            raise ValueError(f"control_frequency: expected > 0 Hz, got {obs.control_frequency}")
+        batch["control_frequency"] = torch.tensor([float(obs.control_frequency)])
+        return batch
+
+    def predict_chunk(self, obs: Observation, noise=None) -> np.ndarray:
+        """One observation -> (H, k) float32 chunk in ``spec.action_slots`` order, data units.
+
+        ``noise`` ((H, k) array or tensor, standard normal) makes the result deterministic.
+        """
+        batch = self.validate_observation(obs)
+        if noise is not None:
+            noise = torch.as_tensor(np.asarray(noise, dtype=np.float32))
+            want = (self.config.horizon, self.config.action_dim)
+            if tuple(noise.shape[-2:]) != want or noise.numel() != want[0] * want[1]:
+                raise ValueError(f"noise: expected shape {want}, got {tuple(noise.shape)}")
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.sample_normalized(batch, None if noise is None else noise[None])
+            chunk = self.normalizer.unnormalize("action", x.float())[0]
+        finally:
+            self.train(was_training)
+        return chunk.cpu().numpy().astype(np.float32)
+
+
+DiffusionPolicy = ActionChunkPolicy
