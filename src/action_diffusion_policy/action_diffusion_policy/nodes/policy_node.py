@@ -1,0 +1,512 @@
+"""Policy node (lifecycle): camera images + robot state -> ActionChunk, inference off the
+callback thread.
+
+Lifecycle:
+  configure   loads the checkpoint, checks it fits the embodiment (fails with the reasons),
+              creates the subscriptions and the publisher
+  activate    starts the inference worker thread (and the diagnostics timer)
+  deactivate  stops the worker
+  cleanup     releases subscriptions, publisher and the model
+With ``autostart`` (default true) the node configures and activates itself, so it runs without
+a lifecycle manager.
+
+Subscribes:
+  ``camera_topics[i]``   sensor_msgs/Image, or sensor_msgs/CompressedImage on
+                         ``<topic>/compressed`` with ``compressed: true``; one topic per checkpoint
+                         camera (``spec.camera_names`` order)
+  ``unified_state_topic`` action_diffusion_msgs/UnifiedState (``state_source: unified_state``),
+                         or each arm's joint-state topic (``state_source: joint_states``)
+  ``env_state_topic``    action_diffusion_msgs/EpisodeStatus (object_poses), only for
+                         checkpoints with env_state_dim > 0
+Publishes:
+  ``~/action_chunk``     action_diffusion_msgs/ActionChunk, stamped with the observation time
+                         (bringup remaps it to /policy/action_chunk)
+  ``/diagnostics``       latency, rate, dropped observations (1 Hz)
+Services:
+  ``~/reset_episode``    action_diffusion_msgs/ResetEpisode: clears history and sampler state
+  ``~/set_instruction``  action_diffusion_msgs/SetInstruction
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from action_diffusion_msgs.msg import ActionChunk, EpisodeStatus, UnifiedState
+from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
+from action_diffusion_policy.runtime import conversions as cv
+from action_diffusion_policy.runtime.observation_buffer import BufferConfig, ObservationBuffer
+from action_diffusion_policy.runtime.policy_fit import default_camera_topics, policy_fit_problems
+
+STATE_SOURCES = ("unified_state", "joint_states")
+ALOHA_CAMERAS = {
+    "cam_high": "/cameras/cam_high/image_raw",
+    "cam_left_wrist": "/cameras/cam_left_wrist/image_raw",
+    "cam_right_wrist": "/cameras/cam_right_wrist/image_raw",
+}
+
+
+class LatencyStats:
+    """Rolling per-stage timings of the last chunks (seconds)."""
+
+    STAGES = ("waiting", "preprocessing", "inference", "publishing", "total")
+
+    def __init__(self, n: int = 200):
+        self.samples = {k: deque(maxlen=n) for k in self.STAGES}
+        self.publish_times: deque[float] = deque(maxlen=n)
+
+    def add(self, **stages: float) -> None:
+        for k, v in stages.items():
+            self.samples[k].append(v)
+        self.publish_times.append(time.monotonic())
+
+    def summary(self) -> dict[str, float]:
+        out = {}
+        for k, v in self.samples.items():
+            if v:
+                a = np.asarray(v)
+                out[f"{k}_mean_ms"] = 1e3 * float(a.mean())
+                out[f"{k}_p95_ms"] = 1e3 * float(np.percentile(a, 95))
+        if len(self.publish_times) > 1:
+            span = self.publish_times[-1] - self.publish_times[0]
+            out["rate_hz"] = (len(self.publish_times) - 1) / span if span > 0 else 0.0
+        return out
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, node_name: str = "policy", **kwargs):
+        super().__init__(node_name, **kwargs)
+        p = self.declare_parameter
+        p("checkpoint", "")
+        p("embodiment", "aloha_sim")
+        p("camera_topics", [""])  # "" / empty: from the checkpoint's camera names
+        p("compressed", False)
+        p("state_source", "unified_state")
+        p("unified_state_topic", "/unified_state")
+        p("env_state_topic", "")
+        p("inference_rate", 0.0)  # Hz; 0 = as fast as possible
+        p("device", "cpu")
+        p("num_inference_steps", 0)  # 0 = the checkpoint's
+        p("instruction", "")
+        p("stamp_tolerance", 0.05)
+        p("future_tolerance", 0.1)
+        p("torch_threads", 0)  # 0 = torch's default
+        p("autostart", True)
+
+        self._lock = threading.Lock()
+        self._new_data = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._subs = []
+        self._chunk_pub = None
+        self._diag_pub = None
+        self._diag_timer = None
+        self.policy = None
+        self.spec = None
+        self.embodiment = None
+        self.buffer: ObservationBuffer | None = None
+        self.instruction = self._param("instruction")
+        self.stats = LatencyStats()
+        self.counters = {
+            "chunks": 0,
+            "image_rejected": 0,
+            "stale": 0,
+            "policy_errors": 0,
+            "nonfinite_chunks": 0,
+            "state_errors": 0,
+            "env_state_rejected": 0,
+        }
+        self._joint_states: dict[str, tuple[float, list, np.ndarray]] = {}
+        self._last_state_stamp = -math.inf
+        self._resized_warned: set[str] = set()
+        self._sequence = 0
+        self.create_service(ResetEpisode, "~/reset_episode", self._on_reset)
+        self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction)
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # any failure leaves the node unconfigured, with the reason
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        from action_diffusion_policy.checkpoint import load_policy
+        from unified_action_space import load_embodiment
+
+        checkpoint = self._param("checkpoint")
+        if not checkpoint:
+            raise ValueError("parameter checkpoint is empty; give a checkpoint directory")
+        state_source = self._param("state_source")
+        if state_source not in STATE_SOURCES:
+            raise ValueError(f"parameter state_source={state_source!r}: use one of {STATE_SOURCES}")
+        threads = int(self._param("torch_threads"))
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.embodiment = emb = load_embodiment(self._param("embodiment"))
+        self.policy = load_policy(checkpoint, device=self._param("device"))
+        self.spec = spec = self.policy.spec
+        steps = int(self._param("num_inference_steps"))
+        if steps > 0:
+            self.policy.head.num_inference_steps = steps  # sampler steps live on the head
+        topics = [t for t in self._param("camera_topics") if t]
+        if not topics:
+            topics = default_camera_topics(spec.camera_names, ALOHA_CAMERAS)
+        env_topic = self._param("env_state_topic") if spec.env_state_dim > 0 else ""
+        problems = policy_fit_problems(
+            spec, emb.name, emb.action_slots, emb.state_mask, topics, env_topic
+        )
+        if problems:
+            raise ValueError(
+                f"checkpoint {checkpoint} does not fit embodiment {emb.name!r}: "
+                + "; ".join(problems)
+            )
+        if spec.embodiments and emb.name not in spec.embodiments:
+            self.get_logger().warn(
+                f"checkpoint was trained on {spec.embodiments}, running on {emb.name!r}"
+            )
+        if abs(spec.control_frequency - emb.control_frequency) > 1e-6:
+            self.get_logger().warn(
+                f"checkpoint control frequency {spec.control_frequency} Hz differs from the "
+                f"embodiment's {emb.control_frequency} Hz; chunks keep the checkpoint's period"
+            )
+        if getattr(self.policy.config, "lang_dim", 0) and self.instruction:
+            self.get_logger().warn(
+                "checkpoint takes language embeddings but no text encoder is available here; "
+                "running without the instruction"
+            )
+
+        self.buffer = ObservationBuffer(
+            BufferConfig(
+                camera_names=tuple(spec.camera_names),
+                n_obs_steps=spec.n_obs_steps,
+                obs_period=1.0 / spec.control_frequency,
+                stamp_tolerance=float(self._param("stamp_tolerance")),
+                future_tolerance=float(self._param("future_tolerance")),
+                use_env_state=spec.env_state_dim > 0,
+            )
+        )
+        compressed = bool(self._param("compressed"))
+        for cam, topic in zip(spec.camera_names, topics):
+            if compressed:
+                topic = topic if topic.endswith("/compressed") else f"{topic}/compressed"
+            self._subs.append(self.create_subscription(
+                CompressedImage if compressed else Image, topic,
+                lambda msg, c=cam: self._on_image(c, msg), qos_profile_sensor_data,
+            ))  # fmt: skip
+        if state_source == "unified_state":
+            self._subs.append(self.create_subscription(
+                UnifiedState, self._param("unified_state_topic"), self._on_unified_state,
+                qos_profile_sensor_data,
+            ))  # fmt: skip
+        else:
+            for arm in emb.arms:
+                self._subs.append(self.create_subscription(
+                    JointState, arm.joint_state_topic,
+                    lambda msg, a=arm.name: self._on_joint_state(a, msg), qos_profile_sensor_data,
+                ))  # fmt: skip
+        if env_topic:
+            self._subs.append(self.create_subscription(
+                EpisodeStatus, env_topic, self._on_episode_status, QoSProfile(depth=10)
+            ))  # fmt: skip
+        self._chunk_pub = self.create_lifecycle_publisher(
+            ActionChunk, "~/action_chunk", QoSProfile(depth=10)
+        )
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.get_logger().info(
+            f"configured: checkpoint {spec.checkpoint_id} ({type(self.policy).__name__}, "
+            f"horizon {spec.horizon}, {len(spec.action_slots)} slots, cameras "
+            f"{dict(zip(spec.camera_names, topics))}, state from {state_source}) on "
+            f"{emb.name}"
+        )
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._stop.clear()
+        self._sequence = 0
+        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
+        self._worker.start()
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info("active: inference running")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._new_data.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+
+    def _release(self) -> None:
+        self._stop_worker()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._chunk_pub is not None:
+            self.destroy_lifecycle_publisher(self._chunk_pub)
+            self._chunk_pub = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self.policy = None
+        self.buffer = None
+
+    # --- inputs (callbacks only store; never block) ----------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _add(self, source: str, stamp: float, payload) -> None:
+        buffer = self.buffer
+        if buffer is None:
+            return
+        with self._lock:
+            result = buffer.add(source, stamp, payload, self._now())
+        if result == "accepted":
+            self._new_data.set()
+        else:
+            self.get_logger().warn(
+                f"dropped a {source} message stamped {stamp:.3f}: {result}",
+                throttle_duration_sec=5.0,
+            )
+
+    def _on_image(self, camera: str, msg) -> None:
+        try:
+            cv.check_image_msg(msg)
+        except cv.ImageError as exc:
+            self.counters["image_rejected"] += 1
+            self.get_logger().warn(f"{camera}: image rejected: {exc}", throttle_duration_sec=5.0)
+            return
+        self._add(camera, cv.stamp_to_seconds(msg.header.stamp), msg)
+
+    def _on_unified_state(self, msg: UnifiedState) -> None:
+        stamp, values, mask = cv.unified_state_from_msg(msg)
+        self._add("state", stamp, (values, mask))
+
+    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+        stamp, names, positions, velocities = cv.joint_state_from_msg(msg)
+        self._joint_states[arm] = (stamp, names, positions, velocities)
+        if len(self._joint_states) < len(self.embodiment.arms):
+            return
+        stamp = max(js[0] for js in self._joint_states.values())
+        if stamp <= self._last_state_stamp:
+            return  # the other arm's message of the same tick already made this state
+        try:
+            values, mask = self.embodiment.state_from_joint_states(
+                {a: js[1:] for a, js in self._joint_states.items()}
+            )
+        except ValueError as exc:  # JointStateError: missing joint, non-finite value
+            self.counters["state_errors"] += 1
+            self.get_logger().warn(f"joint state rejected: {exc}", throttle_duration_sec=5.0)
+            return
+        self._last_state_stamp = stamp
+        self._add("state", stamp, (values, mask))
+
+    def _on_episode_status(self, msg: EpisodeStatus) -> None:
+        poses = np.asarray(msg.object_poses, dtype=np.float32)
+        if poses.size != self.spec.env_state_dim or not np.isfinite(poses).all():
+            self.counters["env_state_rejected"] += 1
+            self.get_logger().warn(
+                f"episode status object_poses has {poses.size} values, checkpoint needs "
+                f"{self.spec.env_state_dim} finite ones; ignored",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self._add("env_state", cv.stamp_to_seconds(msg.header.stamp), poses)
+
+    # --- services --------------------------------------------------------------------------
+    def _on_reset(self, request, response):
+        with self._lock:
+            if self.buffer is not None:
+                self.buffer.clear()
+            self._joint_states.clear()
+            self._last_state_stamp = -math.inf
+        if self.policy is not None:
+            self.policy.reset()
+        response.success = True
+        response.message = "observation history and sampler state cleared"
+        response.seed = int(request.seed) if request.use_seed else 0
+        self.get_logger().info("episode reset")
+        return response
+
+    def _on_set_instruction(self, request, response):
+        self.instruction = request.instruction
+        response.success = True
+        response.message = f"instruction set to {request.instruction!r}"
+        if self.policy is not None and getattr(self.policy.config, "lang_dim", 0):
+            response.message += " (no text encoder here: not used by this checkpoint)"
+        self.get_logger().info(response.message)
+        return response
+
+    # --- inference worker ------------------------------------------------------------------
+    def _decode(self, msg) -> np.ndarray:
+        image = cv.image_msg_to_rgb(msg)
+        size = self.spec.image_size
+        if size is not None and tuple(image.shape[:2]) != tuple(size):
+            key = f"{image.shape[:2]}"
+            if key not in self._resized_warned:
+                self._resized_warned.add(key)
+                self.get_logger().info(
+                    f"resizing {image.shape[1]}x{image.shape[0]} images to the checkpoint's "
+                    f"{size[1]}x{size[0]}"
+                )
+            image = cv.resize_rgb(image, size)
+        return image
+
+    def _run_worker(self) -> None:
+        rate = float(self._param("inference_rate"))
+        period = 1.0 / rate if rate > 0 else 0.0
+        last_stamp = -math.inf
+        last_reason = ""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            with self._lock:
+                selection, reason = self.buffer.select()
+                self._new_data.clear()
+            if selection is None or selection.stamp <= last_stamp:
+                if selection is None and reason.startswith("stale") and reason != last_reason:
+                    self.counters["stale"] += 1
+                    self.get_logger().warn(
+                        f"no observation: {reason} (inputs more than "
+                        f"{self.buffer.config.stamp_tolerance} s apart)",
+                        throttle_duration_sec=5.0,
+                    )
+                last_reason = reason
+                self._new_data.wait(timeout=0.05)
+                continue
+            last_reason = ""
+            try:
+                self._infer(selection)
+            except Exception as exc:  # a bad frame or a model error must not kill the loop
+                self.counters["policy_errors"] += 1
+                self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
+            last_stamp = selection.stamp
+            if period:
+                self._stop.wait(max(0.0, period - (time.monotonic() - started)))
+
+    def _infer(self, selection) -> None:
+        waiting = self._now() - selection.stamp
+        t0 = time.perf_counter()
+        assembled = self.buffer.build(selection, self._decode)
+        obs = assembled.to_observation(self.spec.control_frequency)
+        t1 = time.perf_counter()
+        actions = self.policy.predict_chunk(obs)
+        t2 = time.perf_counter()
+        if not np.isfinite(actions).all():
+            self.counters["nonfinite_chunks"] += 1
+            self.get_logger().error("policy produced non-finite actions; chunk not published")
+            return
+        chunk = cv.ChunkArrays(
+            stamp=selection.stamp,
+            step_period=1.0 / self.spec.control_frequency,
+            slot_indices=np.asarray(self.spec.action_slots),
+            actions=actions,
+            checkpoint_id=self.spec.checkpoint_id,
+            inference_latency=t2 - t0,
+            sequence=self._sequence,
+        )
+        publisher = self._chunk_pub
+        if publisher is None:
+            return
+        publisher.publish(cv.chunk_to_msg(chunk, ActionChunk))
+        t3 = time.perf_counter()
+        self._sequence += 1
+        self.counters["chunks"] += 1
+        self.stats.add(
+            waiting=waiting, preprocessing=t1 - t0, inference=t2 - t1, publishing=t3 - t2,
+            total=waiting + (t3 - t0),
+        )  # fmt: skip
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None:
+            return
+        summary = self.stats.summary()
+        buffer_counters = self.buffer.counters if self.buffer is not None else {}
+        dropped = (
+            buffer_counters.get("out_of_order", 0)
+            + buffer_counters.get("future", 0)
+            + self.counters["image_rejected"]
+            + self.counters["stale"]
+        )
+        values = {k: f"{v:.2f}" for k, v in summary.items()}
+        values.update({k: str(v) for k, v in self.counters.items()})
+        values.update({f"buffer_{k}": str(v) for k, v in buffer_counters.items()})
+        values["dropped_observations"] = str(dropped)
+        values["instruction"] = self.instruction
+        level, message = DiagnosticStatus.OK, "publishing chunks"
+        if not summary:
+            level, message = DiagnosticStatus.WARN, "no chunk yet"
+        elif self.counters["policy_errors"] or self.counters["nonfinite_chunks"]:
+            level, message = DiagnosticStatus.WARN, "inference errors"
+        diag = DiagnosticArray()
+        diag.header.stamp = self.get_clock().now().to_msg()
+        diag.status = [
+            DiagnosticStatus(
+                level=level,
+                name=f"{self.get_name()}: policy",
+                message=message,
+                hardware_id=self.spec.checkpoint_id if self.spec else "",
+                values=[KeyValue(key=k, value=v) for k, v in values.items()],
+            )
+        ]
+        self._diag_pub.publish(diag)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PolicyNode()
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise SystemExit(1)
+            node.trigger_activate()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._release()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

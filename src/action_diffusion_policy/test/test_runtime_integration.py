@@ -1,0 +1,190 @@
+"""The deployed loop over real DDS: synthetic cameras (2 x 30 Hz, 480x640) and joint states
+(50 Hz) -> policy_node (tiny checkpoint, own process) -> ActionChunks -> action_executor (own
+process) -> commands at 50 Hz inside the limits; stopping the chunk stream makes it hold."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+
+from action_diffusion_msgs.msg import ActionChunk
+from action_diffusion_policy.runtime import conversions as cv
+
+pytestmark = pytest.mark.ros
+
+CAMERAS = ("cam_high", "cam_left_wrist")
+JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
+          "left_finger", "right_finger"]  # fmt: skip
+HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.03, -0.03]
+
+
+def make_tiny_checkpoint(path: Path, embodiment) -> Path:
+    """A randomly initialized tiny U-Net policy for the embodiment (the policy core's API)."""
+    import torch
+
+    from action_diffusion_policy.checkpoint import save_checkpoint
+    from action_diffusion_policy.config import PolicyConfig
+    from action_diffusion_policy.policy import ActionChunkPolicy
+
+    torch.manual_seed(0)
+    slots = [int(s) for s in embodiment.action_slots]
+    config = PolicyConfig(
+        backbone="unet", size="tiny", horizon=64, n_obs_steps=2, camera_names=list(CAMERAS),
+        image_size=(48, 64), state_slots=slots, action_slots=slots, control_frequency=50.0,
+        embodiments=[embodiment.name], num_inference_steps=4,
+    )  # fmt: skip
+    return save_checkpoint(ActionChunkPolicy(config), path)
+
+
+class RobotStandIn(Node):
+    """Publishes what a robot publishes and records what the runtime sends back."""
+
+    def __init__(self):
+        super().__init__("robot_stand_in")
+        rng = np.random.default_rng(0)
+        self.images = {
+            cam: cv.rgb_to_image_msg(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), Image)
+            for cam in CAMERAS
+        }
+        self.image_pubs = {
+            cam: self.create_publisher(Image, f"/cameras/{cam}/image_raw", 5) for cam in CAMERAS
+        }
+        self.js_pubs = {
+            arm: self.create_publisher(JointState, f"/follower_{arm}/joint_states", 10)
+            for arm in ("left", "right")
+        }
+        self.chunks = []
+        self.commands = {"left": [], "right": []}
+        self.create_subscription(ActionChunk, "/policy/action_chunk", self._on_chunk, 10)
+        for arm in ("left", "right"):
+            self.create_subscription(
+                Float64MultiArray, f"/follower_{arm}/commands/joint_positions",
+                lambda msg, a=arm: self.commands[a].append((time.monotonic(), list(msg.data))),
+                100,
+            )  # fmt: skip
+        self.create_timer(1 / 30, self._publish_images)
+        self.create_timer(1 / 50, self._publish_joint_states)
+
+    def _publish_images(self):
+        for cam, msg in self.images.items():
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.image_pubs[cam].publish(msg)
+
+    def _publish_joint_states(self):
+        for pub in self.js_pubs.values():
+            msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            pub.publish(msg)
+
+    def _on_chunk(self, msg):
+        self.chunks.append((self.get_clock().now().nanoseconds * 1e-9, cv.chunk_from_msg(msg)))
+
+
+def start(module: str, params: dict, log: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_cameras_to_commands_over_dds(tmp_path):
+    from unified_action_space import load_embodiment
+
+    emb = load_embodiment("aloha_sim", kinematics=False)
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", emb)
+    cameras = "[" + ",".join(f"/cameras/{c}/image_raw" for c in CAMERAS) + "]"
+    policy = start(
+        "action_diffusion_policy.nodes.policy_node",
+        {"checkpoint": ckpt, "embodiment": "aloha_sim", "camera_topics": cameras,
+         "state_source": "joint_states", "torch_threads": 1, "inference_rate": 10.0},
+        tmp_path / "policy.log",
+    )  # fmt: skip
+    executor = start(
+        "action_diffusion_policy.nodes.action_executor",
+        {"embodiment": "aloha_sim", "chunk_timeout": 0.5},
+        tmp_path / "executor.log",
+    )
+    rclpy.init()
+    robot = RobotStandIn()
+    spinner = MultiThreadedExecutor(num_threads=2)
+    spinner.add_node(robot)
+    thread = threading.Thread(target=spinner.spin, daemon=True)
+    thread.start()
+    try:
+        ok = wait_for(lambda: len(robot.chunks) >= 5 or policy.poll() is not None, timeout=60)
+        ok = ok and policy.poll() is None
+        assert ok, "no chunks:\n" + (tmp_path / "policy.log").read_text()[-3000:]
+        for received_at, chunk in robot.chunks:
+            assert chunk.slot_indices.tolist() == [int(s) for s in emb.action_slots]
+            assert chunk.actions.shape == (64, 14) and np.isfinite(chunk.actions).all()
+            assert chunk.step_period == pytest.approx(0.02)
+            assert 0.0 < received_at - chunk.stamp < 2.0  # stamped with the observation time
+        # 3 s of commands at 50 Hz, inside the limits and the per-tick step.
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        window = [(t, c) for t, c in robot.commands["right"] if t0 <= t < t0 + 3.0]
+        rate = len(window) / 3.0
+        assert 45 <= rate <= 55, (rate, (tmp_path / "executor.log").read_text()[-2000:])
+        cmds = np.array([c for _, c in window])
+        arm = emb.arm("right")
+        lim = arm.command_position_limits
+        assert (cmds >= lim[:, 0] - 1e-9).all() and (cmds <= lim[:, 1] + 1e-9).all()
+        steps = np.abs(np.diff(cmds, axis=0)).max(axis=0)
+        assert (steps <= arm.command_velocity_limits * 0.02 + 1e-6).all()
+        assert np.ptp(cmds, axis=0).max() > 0  # it follows the chunks, not only holding
+
+        # Stop the chunk stream (deactivate the lifecycle node): the executor holds.
+        client = robot.create_client(ChangeState, "/policy/change_state")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        )
+        assert wait_for(future.done, 10) and future.result().success
+        stopped = time.monotonic()
+        n_chunks = len(robot.chunks)
+        time.sleep(1.5)
+        assert len(robot.chunks) <= n_chunks + 1  # one may have been in flight
+        held = [c for t, c in robot.commands["right"] if t > stopped + 0.5 + 0.1]
+        assert len(held) > 30, "executor stopped publishing instead of holding"
+        assert all(c == held[0] for c in held)
+    finally:
+        spinner.shutdown()
+        robot.destroy_node()
+        rclpy.shutdown()
+        thread.join(timeout=5)
+        stop(policy)
+        stop(executor)
+    log = (tmp_path / "executor.log").read_text()
+    assert "holding the last command: timeout" in log
