@@ -203,8 +203,9 @@ class BagRecorder:
     """Write serialized messages into one rosbag2 bag from a background thread.
 
     ``put()`` only appends to an unbounded queue, so a subscription callback never waits on
-    disk; the writer thread drains it. ``stop()`` drains everything, writes metadata and returns
-    counts, so "nothing lost" is checkable: ``stats.lost == 0``.
+    disk; the writer thread drains it. The bag is opened, written and closed by that one thread
+    (sqlite3 connections must stay in the thread that made them). ``stop()`` drains everything,
+    writes metadata and returns counts, so "nothing lost" is checkable: ``stats.lost == 0``.
     """
 
     def __init__(
@@ -222,38 +223,39 @@ class BagRecorder:
             raise BagError(f"{self.path} already exists; pick another bag name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         store = typestore()
-        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
-        self._writer.open()
-        self._conns = {}
-        try:
-            for topic, msgtype in topics.items():
-                msgtype = normalize_type_name(msgtype)
-                if msgtype not in store.fielddefs:
-                    raise BagError(
-                        f"topic {topic}: message type {msgtype} is unknown to the bag typestore"
-                    )
-                self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
-        except BaseException:
-            self._writer.abort()
-            raise
+        self._types = {}
+        for topic, msgtype in topics.items():
+            msgtype = normalize_type_name(msgtype)
+            if msgtype not in store.fielddefs:
+                raise BagError(
+                    f"topic {topic}: message type {msgtype} is unknown to the bag typestore"
+                )
+            self._types[topic] = msgtype
+        self._storage = STORAGES[storage]
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.received = dict.fromkeys(self._conns, 0)
-        self.written = dict.fromkeys(self._conns, 0)
+        self.received = dict.fromkeys(self._types, 0)
+        self.written = dict.fromkeys(self._types, 0)
         self._bytes = 0
         self._max_queue = 0
         self._error: BaseException | None = None
+        self._metadata: EpisodeMetadata | None = None
+        self._ready = threading.Event()
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"bag-writer:{self.path.name}")
         self._thread.daemon = True
         self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise BagError(f"{self.path}: cannot create bag: {self._error}") from self._error
 
     @property
     def topics(self) -> list[str]:
-        return list(self._conns)
+        return list(self._types)
 
     def put(self, topic: str, timestamp_ns: int, data: bytes) -> None:
         """Queue one serialized (CDR) message; returns at once."""
-        if topic not in self._conns:
+        if topic not in self._types:
             raise BagError(f"topic {topic} is not recorded in {self.path}")
         self.received[topic] += 1
         self._queue.put((topic, int(timestamp_ns), data))
@@ -262,10 +264,23 @@ class BagRecorder:
         return self._queue.qsize()
 
     def _run(self) -> None:
+        try:
+            writer = Writer(self.path, version=9, storage_plugin=self._storage)
+            writer.open()
+            store = typestore()
+            conns = {t: writer.add_connection(t, ty, typestore=store)
+                     for t, ty in self._types.items()}
+        except BaseException as exc:
+            self._error = exc
+            with contextlib.suppress(Exception):
+                writer.abort()
+            self._ready.set()
+            return
+        self._ready.set()
         while True:
             item = self._queue.get()
             if item is None:
-                return
+                break
             qsize = self._queue.qsize()
             if qsize > self._max_queue:
                 self._max_queue = qsize
@@ -273,23 +288,29 @@ class BagRecorder:
                 continue  # keep draining so stop() returns; the error is raised there
             topic, stamp, data = item
             try:
-                self._writer.write(self._conns[topic], stamp, data)
+                writer.write(conns[topic], stamp, data)
             except BaseException as exc:  # disk full, ...: surfaced by stop()
                 self._error = exc
                 continue
             self.written[topic] += 1
             self._bytes += len(data)
+        try:
+            if self._error is not None:
+                writer.abort()
+                return
+            for key, value in self._metadata.to_custom_data().items():
+                writer.set_custom_data(key, value)
+            writer.close()
+        except BaseException as exc:
+            self._error = exc
 
     def stop(self, metadata: EpisodeMetadata) -> RecordingStats:
         """Drain the queue, close the bag with ``metadata`` and return the counts."""
+        self._metadata = metadata
         self._queue.put(None)
         self._thread.join()
-        for key, value in metadata.to_custom_data().items():
-            self._writer.set_custom_data(key, value)
         if self._error is not None:
-            self._writer.abort()
             raise BagError(f"{self.path}: writing failed: {self._error}") from self._error
-        self._writer.close()
         _write_sidecar(self.path, metadata, self.written)
         return RecordingStats(
             str(self.path),
