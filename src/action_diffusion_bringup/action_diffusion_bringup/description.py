@@ -302,6 +302,9 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
             ("output_dir", bag_dir),
             ("task", args.get("task", "")),
             ("instruction", args.get("instruction", "")),
+            # In the sim a bag starts and stops with each episode; a teleoperator uses the
+            # recorder's start/stop services instead.
+            ("auto_episode", bringup == "sim"),
             *sim_time,
         ),
         condition=None if bringup == "record" else "recorder",
