@@ -421,3 +421,23 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("arms: [unclosed\n")
     with pytest.raises(EmbodimentConfigError, match=r"broken\.yaml.*not valid YAML"):
         load_embodiment(path)
+
+
+def test_state_eef_slots_agree_with_eef_poses(embodiments):
+    """The fused hot-path FK (position + 6D straight into the slots) matches the 4x4 poses."""
+    from unified_action_space.layout import rotation_matrix_to_6d
+
+    emb = embodiments["aloha_sim"]
+    rng = np.random.default_rng(5)
+    lim = np.array([j.position_limits for j in emb.arm("left").joints])
+    for _ in range(10):
+        q = {side: rng.uniform(lim[:, 0], lim[:, 1]) for side in ("left", "right")}
+        values, _ = emb.state_from_joint_states(
+            {side: (ALOHA_NAMES[:7], q[side], None) for side in q}
+        )
+        poses = emb.eef_poses(q)
+        for side, off in (("right", 0), ("left", 50)):
+            np.testing.assert_allclose(values[off + 30 : off + 33], poses[side][:3, 3], atol=1e-6)
+            np.testing.assert_allclose(
+                values[off + 33 : off + 39], rotation_matrix_to_6d(poses[side][:3, :3]), atol=1e-6
+            )

@@ -36,6 +36,7 @@ slot holds ``(raw - lo) / (hi - lo)`` and its velocity slot ``raw_velocity / (hi
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -286,15 +287,19 @@ class _ArmMap:
         self.cmd_lower = limits[:, 0].copy()
         self.cmd_upper = limits[:, 1].copy()
         self.fk_cols = np.zeros(0, dtype=np.intp)
+        self.fk_raw = np.zeros(0, dtype=np.intp)
         self.cmd_action_cols = np.zeros(0, dtype=np.intp)  # set by Embodiment
-        # JointState name order rarely changes: cache name tuple -> gather index.
-        self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
+        # Where this arm's raw values sit in the embodiment's flat buffer (set by Embodiment).
+        self.pos_span = slice(0, 0)
+        self.vel_span = slice(0, 0)
+        # JointState name order rarely changes: cache name tuple -> (position, velocity) gathers.
+        self._name_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def gather_index(self, names: Sequence[str]) -> np.ndarray:
+    def gather_index(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         key = tuple(names)
-        index = self._name_cache.get(key)
-        if index is not None:
-            return index
+        cached = self._name_cache.get(key)
+        if cached is not None:
+            return cached
         lookup = {n: i for i, n in enumerate(key)}
         missing = [n for n in self.joint_names if n not in lookup]
         if missing:
@@ -307,8 +312,8 @@ class _ArmMap:
         index = np.array([lookup[n] for n in self.joint_names], dtype=np.intp)
         if len(self._name_cache) > 64:  # a driver that shuffles names must not grow memory
             self._name_cache.clear()
-        self._name_cache[key] = index
-        return index
+        self._name_cache[key] = (index, index[self.vel_cols])
+        return self._name_cache[key]
 
 
 @dataclass(eq=False)
@@ -373,6 +378,7 @@ class Embodiment:
                     owner[slot] = f"arm {arm.name!r} joint {joint.name!r}"
         self._maps = tuple(_ArmMap(a) for a in self.arms)
         self._map_by_name = {m.name: m for m in self._maps}
+        self._build_flat_layout()
 
         # Masks: positions always; velocities when the state carries them; EEF when FK runs.
         self._pos_mask = np.zeros(layout.NUM_SLOTS, dtype=bool)
@@ -383,9 +389,10 @@ class Embodiment:
         self._fk: MujocoKinematics | None = None
         if self.kinematics is not None:
             self._setup_kinematics(self.kinematics)
-        mask = self._pos_mask.copy()
+        self._vel_mask = self._pos_mask.copy()
         for m in self._maps:
-            mask[m.vel_slots] = True
+            self._vel_mask[m.vel_slots] = True
+        mask = self._vel_mask.copy()
         mask[self._eef_slots] = True
         self.state_mask = mask
 
@@ -405,7 +412,38 @@ class Embodiment:
         self.max_velocity_unified = vmax[order]
         for m in self._maps:  # column of each commanded slot within action_slots
             m.cmd_action_cols = np.searchsorted(self.action_slots, m.cmd_slots)
+        self._cmd_action_cols = np.concatenate([m.cmd_action_cols for m in self._maps])
         self._slot_lut_cache: dict[bytes, np.ndarray] = {}
+
+    def _build_flat_layout(self) -> None:
+        """One float64 buffer holds every arm's raw positions, then every arm's velocities, so
+        scaling, the finite check and the scatter into the 128 slots are one op each."""
+        start, info = 0, []
+        for m in self._maps:
+            m.pos_span = slice(start, start + len(m.joint_names))
+            start = m.pos_span.stop
+            info += [(m.name, n, "position") for n in m.joint_names]
+        for m in self._maps:
+            m.vel_span = slice(start, start + len(m.vel_cols))
+            start = m.vel_span.stop
+            info += [(m.name, m.joint_names[c], "velocity") for c in m.vel_cols]
+        self._raw_size = start
+        self._raw_info = info  # buffer index -> (arm, joint, quantity), for error messages
+        maps = self._maps
+        self._raw_slots = np.concatenate([m.pos_slots for m in maps] + [m.vel_slots for m in maps])
+        scale = np.concatenate([m.pos_scale for m in maps] + [m.vel_scale for m in maps])
+        offset = np.concatenate([m.pos_offset for m in maps] + [0 * m.vel_scale for m in maps])
+        self._raw_gain = 1.0 / scale  # unified = raw * gain + bias
+        self._raw_bias = -offset / scale
+        # Commands: all arms' commanded slots side by side, split per arm at the end.
+        self._cmd_slots = np.concatenate([m.cmd_slots for m in maps])
+        self._cmd_scale = np.concatenate([m.cmd_scale for m in maps])
+        self._cmd_offset = np.concatenate([m.cmd_offset for m in maps])
+        self._cmd_lower = np.concatenate([m.cmd_lower for m in maps])
+        self._cmd_upper = np.concatenate([m.cmd_upper for m in maps])
+        bounds = np.cumsum([0] + [len(m.cmd_slots) for m in maps])
+        self._cmd_spans = tuple(slice(a, b) for a, b in itertools.pairwise(bounds))
+        self._cmd_info = [(m.name, n) for m in maps for n in m.arm.command_joint_names]
 
     def _setup_kinematics(self, kin: KinematicsConfig) -> None:
         chains, maps, eef = [], [], []
@@ -414,6 +452,7 @@ class Embodiment:
                 continue
             cols = [m.joint_names.index(n) for n in kin.fk_joints[m.name]]
             m.fk_cols = np.array(cols, dtype=np.intp)
+            m.fk_raw = m.pos_span.start + m.fk_cols  # into the flat buffer
             chains.append(kin.chains[m.name])
             maps.append(m)
             names = [f"{m.name}_eef_pos_{a}" for a in "xyz"]
@@ -425,6 +464,8 @@ class Embodiment:
             raise EmbodimentConfigError(f"{self.source}: {exc}") from exc
         self._fk_maps = tuple(maps)
         self._eef_slots = np.array(eef, dtype=np.intp).reshape(len(maps), 9)
+        self._eef_slots_flat = self._eef_slots.ravel()
+        self._fk_raw = np.concatenate([m.fk_raw for m in maps])
 
     # ------------------------------------------------------------------ look-ups
 
@@ -472,9 +513,8 @@ class Embodiment:
             JointStateError: an arm or a required joint is missing, a value is NaN/inf, or the
                 arrays' lengths differ from the names'.
         """
-        values = np.zeros(layout.NUM_SLOTS, dtype=np.float64)
-        mask = self._pos_mask.copy()
-        fk_positions = []
+        raw = np.empty(self._raw_size)
+        all_velocities = True
         for m in self._maps:
             entry = joint_states.get(m.name)
             if entry is None:
@@ -484,26 +524,42 @@ class Embodiment:
                     arm=m.name,
                 )
             names, positions, velocities = entry
-            index = m.gather_index(names)
-            pos = _as_float_array(positions, len(names), m.name, "position")[index]
-            if not math.isfinite(pos.sum()):
-                _raise_non_finite(m, pos, "position")
-            values[m.pos_slots] = (pos - m.pos_offset) / m.pos_scale
-            if velocities is not None and len(velocities) and len(m.vel_cols):
-                vel = _as_float_array(velocities, len(names), m.name, "velocity")
-                vel = vel[index[m.vel_cols]]
-                if not math.isfinite(vel.sum()):
-                    _raise_non_finite(m, vel, "velocity", m.vel_cols)
-                values[m.vel_slots] = vel / m.vel_scale
-                mask[m.vel_slots] = True
-            if fk and self._fk is not None and len(m.fk_cols):
-                fk_positions.append(pos[m.fk_cols])
-        if fk_positions:
-            eef_pos, eef_rot = self._fk.forward(fk_positions)
-            eef = np.concatenate([eef_pos, layout.rotation_matrix_to_6d(eef_rot)], axis=1)
-            values[self._eef_slots] = eef
-            mask[self._eef_slots] = True
-        return values.astype(np.float32), mask
+            index, vel_index = m.gather_index(names)
+            _as_float_array(positions, len(names), m.name, "position").take(
+                index, out=raw[m.pos_span]
+            )
+            if velocities is not None and len(velocities):
+                _as_float_array(velocities, len(names), m.name, "velocity").take(
+                    vel_index, out=raw[m.vel_span]
+                )
+            else:
+                raw[m.vel_span] = 0.0
+                all_velocities = False
+        if not math.isfinite(raw.sum()):
+            self._raise_non_finite(raw)
+        values = np.zeros(layout.NUM_SLOTS, dtype=np.float32)
+        values[self._raw_slots] = raw * self._raw_gain + self._raw_bias
+        if all_velocities:
+            mask = self._vel_mask.copy()
+        else:
+            mask = self._pos_mask.copy()
+            for m in self._maps:
+                entry = joint_states[m.name][2]
+                if entry is not None and len(entry):
+                    mask[m.vel_slots] = True
+        if fk and self._fk is not None:
+            values[self._eef_slots_flat] = self._fk.forward_pos_rot6d(raw[self._fk_raw])
+            mask[self._eef_slots_flat] = True
+        return values, mask
+
+    def _raise_non_finite(self, raw: np.ndarray) -> None:
+        bad = int(np.flatnonzero(~np.isfinite(raw))[0])
+        arm, joint, quantity = self._raw_info[bad]
+        raise JointStateError(
+            f"arm {arm!r}: joint {joint!r} {quantity} is {raw[bad]}; state rejected",
+            arm=arm,
+            joint=joint,
+        )
 
     def eef_poses(self, joint_positions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """FK alone: arm -> joint positions in config joint order -> (4, 4) pose in base frame."""
@@ -521,13 +577,13 @@ class Embodiment:
 
     # ------------------------------------------------------------------ actions
 
-    def _columns(self, width: int, slot_indices: Any) -> tuple[np.ndarray, ...]:
-        """Column of each arm's commanded slots in an action row of ``width`` entries."""
+    def _columns(self, width: int, slot_indices: Any) -> np.ndarray:
+        """Column of every commanded joint (all arms, driver order) in an action row."""
         if slot_indices is None:
             if width == layout.NUM_SLOTS:
-                return tuple(m.cmd_slots for m in self._maps)
+                return self._cmd_slots
             if width == len(self.action_slots):
-                return tuple(m.cmd_action_cols for m in self._maps)
+                return self._cmd_action_cols
             raise ValueError(
                 f"actions have {width} columns: give 128 (full unified vector), "
                 f"{len(self.action_slots)} (this embodiment's action_slots order) or pass "
@@ -552,7 +608,7 @@ class Embodiment:
             if len(self._slot_lut_cache) > 16:
                 self._slot_lut_cache.clear()
             self._slot_lut_cache[key] = lut
-        return tuple(lut[m.cmd_slots] for m in self._maps)
+        return lut[self._cmd_slots]
 
     def commands_from_actions(
         self, actions: Any, slot_indices: Any = None
@@ -572,19 +628,19 @@ class Embodiment:
             a = a[None]
         if a.ndim != 2:
             raise ValueError(f"actions must be (H, k) or (k,), got shape {np.shape(actions)}")
-        columns = self._columns(a.shape[1], slot_indices)
-        out = {}
-        for m, cols in zip(self._maps, columns):
-            cmd = a[:, cols] * m.cmd_scale + m.cmd_offset  # float64 via the float64 scale
-            if not math.isfinite(cmd.sum()):
-                bad = np.argwhere(~np.isfinite(cmd))[0]
-                raise ValueError(
-                    f"non-finite action at step {bad[0]} for arm {m.name!r} joint "
-                    f"{m.arm.command_joint_names[bad[1]]!r}; refusing to command it"
-                )
-            np.clip(cmd, m.cmd_lower, m.cmd_upper, out=cmd)
-            out[m.name] = cmd[0] if single else cmd
-        return out
+        cmd = a[:, self._columns(a.shape[1], slot_indices)] * self._cmd_scale + self._cmd_offset
+        if not math.isfinite(cmd.sum()):
+            step, col = np.argwhere(~np.isfinite(cmd))[0]
+            arm, joint = self._cmd_info[col]
+            raise ValueError(
+                f"non-finite action at step {step} for arm {arm!r} joint {joint!r}; "
+                "refusing to command it"
+            )
+        np.clip(cmd, self._cmd_lower, self._cmd_upper, out=cmd)
+        if single:
+            return {m.name: cmd[0, span] for m, span in zip(self._maps, self._cmd_spans)}
+        return {m.name: np.ascontiguousarray(cmd[:, span])
+                for m, span in zip(self._maps, self._cmd_spans)}  # fmt: skip
 
     def actions_from_commands(self, commands: Mapping[str, Any]) -> np.ndarray:
         """Inverse of ``commands_from_actions``: arm -> (H, n_cmd) raw -> (H, 128) float32.
@@ -660,16 +716,6 @@ def _as_float_array(values: Any, n: int, arm: str, what: str) -> np.ndarray:
             arm=arm,
         )
     return arr
-
-
-def _raise_non_finite(m: _ArmMap, arr: np.ndarray, what: str, cols: Any = None) -> None:
-    bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-    joint = m.joint_names[int(cols[bad]) if cols is not None else bad]
-    raise JointStateError(
-        f"arm {m.name!r}: joint {joint!r} {what} is {arr[bad]}; state rejected",
-        arm=m.name,
-        joint=joint,
-    )
 
 
 # --------------------------------------------------------------------------- YAML loading

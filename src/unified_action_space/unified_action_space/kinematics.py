@@ -80,22 +80,37 @@ class MujocoKinematics:
                     )
                 out.append(bid)
         self._qpos_adr = qpos_adr
+        self._qpos_adr_flat = np.concatenate(qpos_adr) if qpos_adr else np.zeros(0, np.intp)
         self._base_ids = np.asarray(base_ids, dtype=np.intp)
         self._eef_ids = np.asarray(eef_ids, dtype=np.intp)
+        # MjData's arrays are views of its buffers: fetch them once, not per call.
+        self._qpos = self.data.qpos
+        self._xpos = self.data.xpos
+        self._xmat = self.data.xmat.reshape(-1, 3, 3)
+        self._rhs = np.empty((len(chains), 3, 3))
+
+    def forward_pos_rot6d(self, joint_positions: np.ndarray) -> np.ndarray:
+        """All chains' joint positions, concatenated in ``chains`` order -> (n * 9,): the
+        end-effector position (3) and 6D rotation ``[R00, R10, R20, R01, R11, R21]``, in each
+        arm's base frame. The hot path of the state mapping."""
+        self._qpos[self._qpos_adr_flat] = joint_positions
+        self._mujoco.mj_kinematics(self.model, self.data)
+        base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
+        rhs = self._rhs
+        rhs[:, :, 0] = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
+        rhs[:, :, 1:] = self._xmat[self._eef_ids][:, :, :2]
+        # Columns of base^T @ [dp | r0 | r1], read column by column, are pos then 6D rotation.
+        return np.matmul(base_rot_t, rhs).transpose(0, 2, 1).reshape(-1)
 
     def forward(self, joint_positions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Positions per chain (in ``chains`` order) -> ((n, 3) positions, (n, 3, 3) rotations).
 
         Both are the end-effector body's pose in the arm's base body frame.
         """
-        qpos = self.data.qpos
         for adr, q in zip(self._qpos_adr, joint_positions):
-            qpos[adr] = q
+            self._qpos[adr] = q
         self._mujoco.mj_kinematics(self.model, self.data)
-        base_pos = self.data.xpos[self._base_ids]
-        base_rot = self.data.xmat[self._base_ids].reshape(-1, 3, 3)
-        eef_pos = self.data.xpos[self._eef_ids]
-        eef_rot = self.data.xmat[self._eef_ids].reshape(-1, 3, 3)
-        base_rot_t = base_rot.transpose(0, 2, 1)
-        pos = np.matmul(base_rot_t, (eef_pos - base_pos)[..., None])[..., 0]
-        return pos, np.matmul(base_rot_t, eef_rot)
+        base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
+        eef_pos = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
+        pos = np.matmul(base_rot_t, eef_pos[..., None])[..., 0]
+        return pos, np.matmul(base_rot_t, self._xmat[self._eef_ids])
