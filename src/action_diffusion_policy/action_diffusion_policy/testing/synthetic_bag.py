@@ -43,6 +43,7 @@ def write_synthetic_bag(
     storage: str = "mcap",
     metadata: EpisodeMetadata | None = None,
     t0_ns: int = 1_000_000_000_000,
+    camera_topics: Sequence[str] = (CAMERA,),
 ) -> Path:
     """One bag; stamps are seconds after ``t0_ns``; log time = header stamp."""
     store = typestore()
@@ -69,23 +70,29 @@ def write_synthetic_bag(
             events.append((t, f"{ns}/commands/joint_positions",
                            MA(layout=Layout(dim=[], data_offset=0), data=data)))
     h, w = image_size
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)  # texture, so JPEG is not trivial
     for i, s in enumerate(() if image_stamps_s is None else image_stamps_s):
         t = t0_ns + round(s * 1e9)
         img = np.zeros((h, w, 3), np.uint8)
         img[:, :, 1] = 100
+        if h * w > 10_000:
+            img += noise
         img[0, 0, 0] = i % 256
-        if compressed:
-            import cv2
+        for cam in camera_topics:
+            if compressed:
+                import cv2
 
-            _ok, buf = cv2.imencode(".png", img[..., ::-1])
-            msg = T["sensor_msgs/msg/CompressedImage"](
-                header=_header(store, t), format="png", data=buf.reshape(-1))
-            events.append((t, f"{CAMERA}/compressed", msg))
-        else:
-            msg = T["sensor_msgs/msg/Image"](
-                header=_header(store, t), height=h, width=w, encoding="rgb8", is_bigendian=0,
-                step=w * 3, data=img.reshape(-1))
-            events.append((t, CAMERA, msg))
+                ext = ".png" if h * w <= 10_000 else ".jpg"
+                _ok, buf = cv2.imencode(ext, img[..., ::-1])
+                msg = T["sensor_msgs/msg/CompressedImage"](
+                    header=_header(store, t), format=ext[1:], data=buf.reshape(-1))
+                events.append((t, f"{cam}/compressed", msg))
+            else:
+                msg = T["sensor_msgs/msg/Image"](
+                    header=_header(store, t), height=h, width=w, encoding="rgb8",
+                    is_bigendian=0, step=w * 3, data=img.reshape(-1))
+                events.append((t, cam, msg))
     for s in (() if status_stamps_s is None else status_stamps_s):
         t = t0_ns + round(s * 1e9)
         poses = np.array([s, 0.5, 0.05, 1.0, 0.0, 0.0, 0.0])
