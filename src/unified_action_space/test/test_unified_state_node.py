@@ -172,7 +172,7 @@ def test_console_entry_point_publishes(tmp_path):
     executor.add_node(peer)
     proc = subprocess.Popen(
         [sys.executable, "-m", "unified_action_space.nodes.unified_state_node", "--ros-args",
-         "-p", "embodiment:=aloha_sim", "-p", "fk:=false", "-p", "rate:=20.0"],
+         "-p", "embodiment:=aloha_sim", "-p", "fk:=false", "-p", "rate:=20"],
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -3,12 +3,13 @@
 Only the joint positions of the arms are written into ``qpos``; ``mj_kinematics`` then gives
 every body's world pose, and the end-effector pose is expressed in the arm's base body frame,
 which is what a driver's own FK (base_link -> tool frame) reports on the real robot.
-Not thread-safe: one ``MjData`` is reused across calls (the state node calls from one thread).
+One ``MjData`` is reused across calls, guarded by a lock so callers on several threads are safe.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,29 +89,32 @@ class MujocoKinematics:
         self._xpos = self.data.xpos
         self._xmat = self.data.xmat.reshape(-1, 3, 3)
         self._rhs = np.empty((len(chains), 3, 3))
+        self._lock = threading.Lock()
 
     def forward_pos_rot6d(self, joint_positions: np.ndarray) -> np.ndarray:
         """All chains' joint positions, concatenated in ``chains`` order -> (n * 9,): the
         end-effector position (3) and 6D rotation ``[R00, R10, R20, R01, R11, R21]``, in each
         arm's base frame. The hot path of the state mapping."""
-        self._qpos[self._qpos_adr_flat] = joint_positions
-        self._mujoco.mj_kinematics(self.model, self.data)
-        base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
-        rhs = self._rhs
-        rhs[:, :, 0] = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
-        rhs[:, :, 1:] = self._xmat[self._eef_ids][:, :, :2]
-        # Columns of base^T @ [dp | r0 | r1], read column by column, are pos then 6D rotation.
-        return np.matmul(base_rot_t, rhs).transpose(0, 2, 1).reshape(-1)
+        with self._lock:
+            self._qpos[self._qpos_adr_flat] = joint_positions
+            self._mujoco.mj_kinematics(self.model, self.data)
+            base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
+            rhs = self._rhs
+            rhs[:, :, 0] = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
+            rhs[:, :, 1:] = self._xmat[self._eef_ids][:, :, :2]
+            # Columns of base^T @ [dp | r0 | r1], read column by column: position, then 6D.
+            return np.matmul(base_rot_t, rhs).transpose(0, 2, 1).reshape(-1)
 
     def forward(self, joint_positions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Positions per chain (in ``chains`` order) -> ((n, 3) positions, (n, 3, 3) rotations).
 
         Both are the end-effector body's pose in the arm's base body frame.
         """
-        for adr, q in zip(self._qpos_adr, joint_positions):
-            self._qpos[adr] = q
-        self._mujoco.mj_kinematics(self.model, self.data)
-        base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
-        eef_pos = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
-        pos = np.matmul(base_rot_t, eef_pos[..., None])[..., 0]
-        return pos, np.matmul(base_rot_t, self._xmat[self._eef_ids])
+        with self._lock:
+            for adr, q in zip(self._qpos_adr, joint_positions):
+                self._qpos[adr] = q
+            self._mujoco.mj_kinematics(self.model, self.data)
+            base_rot_t = self._xmat[self._base_ids].transpose(0, 2, 1)
+            eef_pos = self._xpos[self._eef_ids] - self._xpos[self._base_ids]
+            pos = np.matmul(base_rot_t, eef_pos[..., None])[..., 0]
+            return pos, np.matmul(base_rot_t, self._xmat[self._eef_ids])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -51,11 +52,12 @@ class _ArmInput:
 class UnifiedStateNode(Node):
     def __init__(self, **kwargs):
         super().__init__("unified_state", **kwargs)
+        number = ParameterDescriptor(dynamic_typing=True)  # accept rate:=20 as well as 20.0
         self.declare_parameter("embodiment", "aloha_sim")
-        self.declare_parameter("rate", 0.0)
-        self.declare_parameter("stale_timeout", 0.5)
+        self.declare_parameter("rate", 0.0, number)
+        self.declare_parameter("stale_timeout", 0.5, number)
         self.declare_parameter("fk", True)
-        self.declare_parameter("diagnostics_period", 1.0)
+        self.declare_parameter("diagnostics_period", 1.0, number)
         get = self._param
 
         self.embodiment = load_embodiment(get("embodiment"), kinematics=bool(get("fk")))
