@@ -131,6 +131,7 @@ class PolicyNode(LifecycleNode):
         self._last_state_stamp = -math.inf
         self._resized_warned: set[str] = set()
         self._sequence = 0
+        self.configure_error = ""
         self.create_service(ResetEpisode, "~/reset_episode", self._on_reset)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction)
 
@@ -139,9 +140,11 @@ class PolicyNode(LifecycleNode):
 
     # --- lifecycle -------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.configure_error = ""
         try:
             self._configure()
         except Exception as exc:  # any failure leaves the node unconfigured, with the reason
+            self.configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
             return TransitionCallbackReturn.FAILURE

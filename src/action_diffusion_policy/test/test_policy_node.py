@@ -1,0 +1,155 @@
+"""policy_node lifecycle and bad input: a misfit checkpoint fails configure with the reason;
+wrong encodings, future and out-of-order stamps are dropped and counted; services work."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from action_diffusion_msgs.msg import ActionChunk
+from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
+from action_diffusion_policy.nodes.policy_node import PolicyNode
+from action_diffusion_policy.runtime import conversions as cv
+
+pytestmark = pytest.mark.ros
+
+CAMERAS = ("cam_high",)
+
+
+def make_checkpoint(path, action_slots, state_slots):
+    import torch
+
+    from action_diffusion_policy.checkpoint import save_checkpoint
+    from action_diffusion_policy.config import PolicyConfig
+    from action_diffusion_policy.policy import ActionChunkPolicy
+
+    torch.manual_seed(0)
+    config = PolicyConfig(
+        backbone="unet", size="tiny", horizon=8, n_obs_steps=1, camera_names=list(CAMERAS),
+        image_size=(24, 32), state_slots=list(state_slots), action_slots=list(action_slots),
+        control_frequency=50.0, embodiments=["aloha_sim"], num_inference_steps=2,
+    )  # fmt: skip
+    return save_checkpoint(ActionChunkPolicy(config), path)
+
+
+@pytest.fixture(scope="module")
+def embodiment():
+    from unified_action_space import load_embodiment
+
+    return load_embodiment("aloha_sim", kinematics=False)
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+def policy_node(checkpoint, **params):
+    overrides = [
+        Parameter("checkpoint", value=str(checkpoint)),
+        Parameter("embodiment", value="aloha_sim"),
+        Parameter("autostart", value=False),
+        Parameter("torch_threads", value=1),
+        *[Parameter(k, value=v) for k, v in params.items()],
+    ]
+    return PolicyNode(parameter_overrides=overrides)
+
+
+def test_misfit_checkpoint_fails_configure_with_reason(tmp_path, embodiment, ros):
+    right_only = [0, 1, 2, 3, 4, 5, 10]  # a single-arm checkpoint on a bimanual robot
+    ckpt = make_checkpoint(tmp_path / "ckpt", right_only, right_only)
+    node = policy_node(ckpt)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "does not fit embodiment 'aloha_sim'" in node.configure_error
+        assert "[50, 51, 52, 53, 54, 55, 60]" in node.configure_error
+        assert node.policy is None
+        node2 = policy_node(tmp_path / "missing")
+        assert node2.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "does not exist" in node2.configure_error
+        node2.destroy_node()
+    finally:
+        node.destroy_node()
+
+
+def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
+    slots = [int(s) for s in embodiment.action_slots]
+    ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
+    node = policy_node(ckpt, state_source="unified_state")
+    probe = Node("probe")
+    chunks = []
+    probe.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, 10)
+    image_pub = probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
+    from action_diffusion_msgs.msg import UnifiedState
+
+    state_pub = probe.create_publisher(UnifiedState, "/unified_state", 10)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        now = probe.get_clock().now().nanoseconds * 1e-9
+        time.sleep(0.5)  # discovery
+        values = np.zeros(128, np.float32)
+        image = np.zeros((48, 64, 3), np.uint8)  # resized to 24x32
+        bad = Image(height=2, width=2, encoding="16UC1", step=4, data=bytes(8))
+        image_pub.publish(bad)
+        image_pub.publish(cv.rgb_to_image_msg(image, Image, now + 5.0))  # future
+        for i in range(5):
+            t = now + 0.02 * i
+            state_pub.publish(
+                cv.unified_state_to_msg(t, values, embodiment.state_mask, UnifiedState)
+            )
+            image_pub.publish(cv.rgb_to_image_msg(image, Image, t))
+            time.sleep(0.02)
+        image_pub.publish(cv.rgb_to_image_msg(image, Image, now - 1.0))  # out of order
+
+        def newest_stamp():
+            return cv.chunk_from_msg(chunks[-1]).stamp if chunks else None
+
+        end = time.monotonic() + 15
+        while time.monotonic() < end and newest_stamp() != pytest.approx(now + 0.08, abs=1e-6):
+            time.sleep(0.05)
+        assert chunks, "no chunk published"
+        chunk = cv.chunk_from_msg(chunks[-1])
+        assert chunk.stamp == pytest.approx(now + 0.08, abs=1e-6)  # the newest observation
+        assert chunk.actions.shape == (8, 14)
+        assert node.counters["image_rejected"] == 1
+        assert node.buffer.counters["future"] == 1
+        assert node.buffer.counters["out_of_order"] == 1
+
+        client = probe.create_client(SetInstruction, "/policy/set_instruction")
+        assert client.wait_for_service(timeout_sec=5)
+        future = client.call_async(SetInstruction.Request(instruction="pick up the cube"))
+        end = time.monotonic() + 5
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert future.result().success and node.instruction == "pick up the cube"
+        client = probe.create_client(ResetEpisode, "/policy/reset_episode")
+        assert client.wait_for_service(timeout_sec=5)
+        future = client.call_async(ResetEpisode.Request(seed=3, use_seed=True))
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert future.result().success and node.buffer.select()[1] == "waiting_for_cam_high"
+
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node._worker is None
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.policy is None and node.buffer is None
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)
+        node.destroy_node()
+        probe.destroy_node()
