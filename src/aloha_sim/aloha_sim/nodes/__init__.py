@@ -1,0 +1,1 @@
+"""ROS 2 nodes of the simulated ALOHA (the only modules of aloha_sim that import rclpy)."""
