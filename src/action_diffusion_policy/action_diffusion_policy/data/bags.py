@@ -183,6 +183,37 @@ def _write_sidecar(bag: Path, meta: EpisodeMetadata, counts: Mapping[str, int] |
 # Writing
 
 
+class ReceiveTimeMapper:
+    """Maps a DDS receive time (system clock, ns) onto simulated time.
+
+    The recorder stamps each message with the time it *arrived*, not the time its callback ran:
+    under CPU load the executor may run callbacks hundreds of ms late, and stamping then would
+    shift topics without a header (commands) against stamped ones. On sim time the mapping uses
+    the receive times of ``/clock`` messages: a message received at wall time ``w`` gets the
+    latest clock value received at or before ``w`` (sim time is piecewise constant anyway).
+    """
+
+    def __init__(self, history: int = 4096):
+        self._wall: list[int] = []
+        self._sim: list[int] = []
+        self._history = history
+
+    def add_clock(self, received_wall_ns: int, sim_ns: int) -> None:
+        if self._wall and received_wall_ns < self._wall[-1]:
+            return  # out of order: keep the mapping monotonic
+        self._wall.append(int(received_wall_ns))
+        self._sim.append(int(sim_ns))
+        if len(self._wall) > 2 * self._history:
+            del self._wall[: self._history], self._sim[: self._history]
+
+    def to_sim(self, received_wall_ns: int) -> int | None:
+        """Sim time at ``received_wall_ns``; None before the first /clock message."""
+        import bisect
+
+        i = bisect.bisect_right(self._wall, int(received_wall_ns)) - 1
+        return self._sim[i] if i >= 0 else None
+
+
 @dataclass
 class RecordingStats:
     """Per-topic counts of one recording: what arrived and what reached the bag."""

@@ -13,7 +13,9 @@ Parameters: ``embodiment`` (config name or path), ``topics`` ("topic:pkg/msg/Typ
 replacing the defaults), ``extra_topics`` (added to them), ``camera_topics`` (raw image
 topics replacing the embodiment's cameras), ``output_dir``, ``storage``
 (``mcap``/``sqlite3``), ``compressed_images``, ``unified_state_topic``, ``instruction`` and
-``task`` (defaults for auto mode), ``auto_episode`` (start a bag when the sim starts an episode,
+``task`` (defaults for auto mode), ``stamp_source`` (``receive``: the DDS receive time on the
+node's clock, immune to executor delays, the default; ``callback``: the time the callback ran,
+as ``ros2 bag record`` does), ``auto_episode`` (start a bag when the sim starts an episode,
 stop ``post_success_s`` after success or when the next episode starts), ``bag_prefix``.
 
 Subscriptions are created when a topic's first publisher appears, matching its reliability the
@@ -30,6 +32,7 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import EpisodeStatus
@@ -39,6 +42,7 @@ from action_diffusion_policy.data.bags import (
     BagError,
     BagRecorder,
     EpisodeMetadata,
+    ReceiveTimeMapper,
     update_episode_success,
 )
 
@@ -87,6 +91,13 @@ class RecorderNode(Node):
         self.auto_episode = bool(p("auto_episode", False).value)
         self.post_success_s = float(p("post_success_s", 0.5).value)
         self.bag_prefix = p("bag_prefix", "episode").value
+        self.stamp_source = p("stamp_source", "receive").value
+        if self.stamp_source not in ("receive", "callback"):
+            raise ValueError(
+                f"parameter stamp_source={self.stamp_source!r}: use 'receive' or 'callback'"
+            )
+        self._use_sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._time_map = ReceiveTimeMapper()
         if self.storage not in ("mcap", "sqlite3"):
             raise ValueError(f"parameter storage={self.storage!r}: use 'mcap' or 'sqlite3'")
 
@@ -113,6 +124,9 @@ class RecorderNode(Node):
         self._status_key = None
         self._success_since = None
 
+        if self._use_sim_time:
+            clock_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(Clock, "/clock", self._on_clock_info, clock_qos)
         self.create_service(StartRecording, "~/start", self._on_start)
         self.create_service(Trigger, "~/stop", self._on_stop)
         self.create_service(SetBool, "~/mark_success", self._on_mark_success)
@@ -152,13 +166,28 @@ class RecorderNode(Node):
             )
             self.get_logger().info(f"recording {topic} ({self.topics[topic]})")
 
-    def _make_callback(self, topic: str):
-        clock = self.get_clock()
+    def _on_clock_info(self, msg: Clock, info) -> None:
+        received = info.get("received_timestamp", 0) if isinstance(info, dict) else 0
+        if received:
+            self._time_map.add_clock(received, msg.clock.sec * 1_000_000_000 + msg.clock.nanosec)
 
-        def callback(data: bytes) -> None:
+    def _stamp(self, info) -> int:
+        """Bag time of a message: its DDS receive time on this node's clock (see
+        ReceiveTimeMapper); the callback time when the middleware gives no receive time."""
+        received = info.get("received_timestamp", 0) if isinstance(info, dict) else 0
+        if self.stamp_source == "receive" and received:
+            if not self._use_sim_time:
+                return received
+            sim = self._time_map.to_sim(received)
+            if sim is not None:
+                return sim
+        return self.get_clock().now().nanoseconds
+
+    def _make_callback(self, topic: str):
+        def callback(data: bytes, info) -> None:
             rec = self._recorder
             if rec is not None:
-                rec.put(topic, clock.now().nanoseconds, data)
+                rec.put(topic, self._stamp(info), data)
 
         return callback
 
