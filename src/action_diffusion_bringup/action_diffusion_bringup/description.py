@@ -12,7 +12,10 @@ cannot drift apart. Three bringups:
 - `record`: a real robot teleoperated by a person: unified state node and recorder.
 
 Parameters live in YAML files under `config/` (`node_name: ros__parameters:`); a node spec
-names its files and adds the few values that come from launch arguments.
+names its files and adds the few values that come from launch arguments. A real robot's arms
+keep the per-arm namespaces of their drivers (e.g. /piper_left/..., from the embodiment config);
+its cameras are listed in `config/cameras_<robot>.yaml` (camera name -> driver topic), applied
+as remappings of the conventional `/cameras/<name>/image_raw` the policy node and recorder use.
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ BRINGUPS: dict[str, Bringup] = {
                 "robot",
                 "aloha",
                 "Which robot: selects the embodiment (joint-state and command topics, limits) "
-                "and the camera topics (config/robot_<robot>.yaml).",
+                "and the camera topics (config/cameras_<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
             _bool_argument("policy", True, "Run the policy node + action executor."),
@@ -177,7 +180,7 @@ BRINGUPS: dict[str, Bringup] = {
                 "robot",
                 "aloha",
                 "Which robot: selects the embodiment and the camera topics to record "
-                "(config/robot_<robot>.yaml).",
+                "(config/cameras_<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
             Argument("task", "transfer_cube", "Task name stored in each bag's metadata."),
@@ -277,26 +280,64 @@ def check_checkpoint(path: str) -> Path:
 # --- nodes ------------------------------------------------------------------------------------
 
 
-def _robot_config(robot: str) -> str:
-    return f"robot_{robot}.yaml"
+CAMERA_TOPIC_CONVENTION = "/cameras/{name}/image_raw"
 
 
-def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
+def camera_topics(robot: str, directory: Path | None = None) -> dict[str, str]:
+    """Camera name -> image topic of the robot's driver, from config/cameras_<robot>.yaml."""
+    import yaml
+
+    path = (directory or config_dir()) / f"cameras_{robot}.yaml"
+    if not path.is_file():
+        raise BringupError(
+            f"robot {robot!r} has no camera file {path}; add one like cameras_aloha.yaml"
+        )
+    data = yaml.safe_load(path.read_text())
+    cameras = data.get("cameras") if isinstance(data, dict) else None
+    if not isinstance(cameras, dict) or not cameras:
+        raise BringupError(f"{path}: key 'cameras' must map camera names to image topics")
+    for name, topic in cameras.items():
+        if not isinstance(topic, str) or not topic.startswith("/"):
+            raise BringupError(
+                f"{path}: cameras.{name} = {topic!r}; expected an absolute topic like "
+                f"{CAMERA_TOPIC_CONVENTION.format(name=name)}"
+            )
+    return {str(name): topic for name, topic in cameras.items()}
+
+
+def camera_remappings(cameras: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Remap the conventional topic of each camera (raw and compressed) to the driver's."""
+    remaps: list[tuple[str, str]] = []
+    for name, topic in cameras.items():
+        conventional = CAMERA_TOPIC_CONVENTION.format(name=name)
+        if topic != conventional:
+            remaps += [(conventional, topic), (f"{conventional}/compressed", f"{topic}/compressed")]
+    return tuple(remaps)
+
+
+def _candidate_nodes(
+    bringup: str, args: Mapping[str, str], directory: Path | None
+) -> list[NodeSpec]:
     """Every node the bringup may start, each with its condition (not yet filtered)."""
     sim_time = (("use_sim_time", _is_true(args, "use_sim_time")),)
     if bringup == "sim":
         embodiment = SIM_EMBODIMENT
-        robot_files: tuple[str, ...] = ("robot_aloha_sim.yaml",)
+        # The sim publishes every camera on its conventional topic.
+        cameras_remapped: tuple[tuple[str, str], ...] = ()
+        recorder_files: tuple[str, ...] = ("recorder.yaml",)
+        policy_files: tuple[str, ...] = ("policy.yaml", "sim.yaml")
     else:
         embodiment = ROBOT_EMBODIMENTS[args["robot"]]
-        robot_files = (_robot_config(args["robot"]),)
+        cameras_remapped = camera_remappings(camera_topics(args["robot"], directory))
+        recorder_files = ("recorder.yaml", "real.yaml")
+        policy_files = ("policy.yaml",)
     embodiment_param = (("embodiment", embodiment),)
     bag_dir = str(Path(args["bag_dir"]).expanduser().resolve())
     recorder = NodeSpec(
         "action_diffusion_policy",
         "recorder_node",
         "recorder",
-        parameter_files=("recorder.yaml", *robot_files),
+        parameter_files=recorder_files,
         parameters=(
             *embodiment_param,
             ("output_dir", bag_dir),
@@ -307,6 +348,7 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
             ("auto_episode", bringup == "sim"),
             *sim_time,
         ),
+        remappings=cameras_remapped,
         condition=None if bringup == "record" else "recorder",
     )
     state = NodeSpec(
@@ -326,7 +368,7 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
         "action_diffusion_policy",
         "policy_node",
         "policy",
-        parameter_files=("policy.yaml", *robot_files),
+        parameter_files=policy_files,
         parameters=(
             ("checkpoint", checkpoint),
             *embodiment_param,
@@ -334,7 +376,7 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
             ("instruction", args["instruction"]),
             *sim_time,
         ),
-        remappings=(("~/action_chunk", ACTION_CHUNK_TOPIC),),
+        remappings=(("~/action_chunk", ACTION_CHUNK_TOPIC), *cameras_remapped),
         condition="policy",
     )
     executor = NodeSpec(
@@ -371,7 +413,9 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
     return [sim, state, policy, executor, expert, recorder]
 
 
-def describe(bringup: str, given: Mapping[str, str] | None = None) -> list[NodeSpec]:
+def describe(
+    bringup: str, given: Mapping[str, str] | None = None, config_directory: Path | None = None
+) -> list[NodeSpec]:
     """The nodes `bringup` starts for the launch arguments `given` (defaults for the rest).
 
     Raises BringupError before anything starts on an unknown bringup, argument or robot, on a
@@ -385,7 +429,7 @@ def describe(bringup: str, given: Mapping[str, str] | None = None) -> list[NodeS
         )
     return [
         spec
-        for spec in _candidate_nodes(bringup, args)
+        for spec in _candidate_nodes(bringup, args, config_directory)
         if spec.condition is None or _is_true(args, spec.condition)
     ]
 

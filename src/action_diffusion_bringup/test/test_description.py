@@ -108,6 +108,7 @@ def test_sim_nodes_follow_the_conditions(checkpoint):
     assert names(with_policy) == ["sim", "unified_state", "policy", "action_executor"]
     with_expert = d.describe("sim", {"policy": "false", "expert": "true", "recorder": "true"})
     assert names(with_expert) == ["sim", "unified_state", "scripted_expert", "recorder"]
+    assert with_expert[-1].parameter_dict["auto_episode"] is True
     for spec in with_policy + with_expert:
         params = spec.parameter_dict
         if spec.executable == "sim_node":
@@ -122,18 +123,39 @@ def test_sim_nodes_follow_the_conditions(checkpoint):
 
 
 @pytest.mark.parametrize("robot", list(d.ROBOT_EMBODIMENTS))
-def test_real_robot_selects_embodiment_and_camera_config(robot, checkpoint):
+def test_real_robot_selects_embodiment_and_camera_topics(robot, checkpoint):
     specs = d.describe("real", {"robot": robot, "checkpoint": str(checkpoint)})
     assert names(specs) == ["unified_state", "policy", "action_executor"]
-    assert all(spec.executable != "sim_node" for spec in specs)
     for spec in specs:
         assert spec.parameter_dict["embodiment"] == d.ROBOT_EMBODIMENTS[robot]
         assert spec.parameter_dict["use_sim_time"] is False
-    assert f"robot_{robot}.yaml" in specs[1].parameter_files
+    cameras = yaml.safe_load((CONFIG_DIR / f"cameras_{robot}.yaml").read_text())["cameras"]
+    assert set(cameras) >= {"cam_high"}
     recorded = d.describe("record", {"robot": robot, "task": "fold"})
     assert names(recorded) == ["unified_state", "recorder"]
     assert recorded[1].parameter_dict["task"] == "fold"
-    assert f"robot_{robot}.yaml" in recorded[1].parameter_files
+    assert recorded[1].parameter_dict["auto_episode"] is False
+    for spec in (specs[1], recorded[1]):  # policy and recorder see the robot's cameras
+        remaps = dict(spec.remappings)
+        for name, topic in cameras.items():
+            conventional = f"/cameras/{name}/image_raw"
+            assert remaps.get(conventional, conventional) == topic
+            assert remaps.get(f"{conventional}/compressed", f"{conventional}/compressed") == (
+                f"{topic}/compressed"
+            )
+
+
+def test_piper_cameras_are_remapped_to_its_drivers(checkpoint):
+    policy = d.describe("real", {"robot": "piper", "checkpoint": str(checkpoint)})[1]
+    assert ("/cameras/cam_high/image_raw", "/camera_f/color/image_raw") in policy.remappings
+
+
+def test_a_bad_camera_file_names_the_file_and_key(tmp_path):
+    (tmp_path / "cameras_piper.yaml").write_text("cameras:\n  cam_high: camera_f/image\n")
+    with pytest.raises(BringupError, match=r"cameras_piper\.yaml: cameras\.cam_high"):
+        d.describe("record", {"robot": "piper"}, config_directory=tmp_path)
+    with pytest.raises(BringupError, match="no camera file"):
+        d.describe("record", {"robot": "ur5e"}, config_directory=tmp_path)
 
 
 def test_real_without_policy_needs_no_checkpoint():
@@ -150,8 +172,12 @@ def key_matches(key, fully_qualified_name):
     return re.fullmatch(pattern, fully_qualified_name) is not None
 
 
+def parameter_files():
+    return sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("cameras_"))
+
+
 def test_config_files_are_ros_parameter_files():
-    files = sorted(CONFIG_DIR.glob("*.yaml"))
+    files = parameter_files()
     assert files
     for path in files:
         content = yaml.safe_load(path.read_text())
@@ -171,7 +197,9 @@ def test_every_parameter_file_has_a_section_for_each_node_using_it(checkpoint):
                 assert any(key_matches(key, spec.fully_qualified_name) for key in keys), (
                     f"{path.name} has no section for {spec.fully_qualified_name}"
                 )
-    assert used == {path.name for path in CONFIG_DIR.glob("*.yaml")}, "unused config files"
+    assert used == {path.name for path in parameter_files()}, "unused config files"
+    cameras = {path.name for path in CONFIG_DIR.glob("cameras_*.yaml")}
+    assert cameras == {f"cameras_{robot}.yaml" for robot in d.ROBOT_EMBODIMENTS}
 
 
 def console_script_modules(package):
