@@ -49,8 +49,18 @@ class CommandLimiter:
             bad = np.flatnonzero(~(self.max_velocity > 0)).tolist()
             raise ValueError(f"CommandLimiter: max_velocity must be > 0 (inf allowed) at {bad}")
         self.last: np.ndarray | None = None
+        self._step_dt, self._step = math.nan, self.max_velocity * 0.0
         self._hold_since: float | None = None
         self._hold_reason = ""
+
+    def _max_step(self, dt: float) -> np.ndarray:
+        """Per-slot step allowed in ``dt`` seconds (inf where unlimited); cached per dt."""
+        if dt != self._step_dt:
+            dt_ok = dt if math.isfinite(dt) and dt > 0 else 0.0
+            with np.errstate(invalid="ignore"):  # inf * 0 (no limit, zero dt) -> no limit
+                step = np.where(np.isinf(self.max_velocity), np.inf, self.max_velocity * dt_ok)
+            self._step_dt, self._step = dt, step
+        return self._step
 
     @property
     def initialized(self) -> bool:
@@ -86,14 +96,13 @@ class CommandLimiter:
 
         target = np.asarray(target, dtype=np.float64).reshape(-1)
         finite = np.isfinite(target)
-        status.n_nonfinite = int(target.size - finite.sum())
-        target = np.where(finite, target, self.last)
-        clipped = np.clip(target, self.lower, self.upper)
-        status.n_position_clipped = int((clipped != target).sum())
-        dt = dt if math.isfinite(dt) and dt > 0 else 0.0
-        with np.errstate(invalid="ignore"):  # inf * 0 (no limit, zero dt) -> no limit
-            max_step = np.where(np.isinf(self.max_velocity), np.inf, self.max_velocity * dt)
-        stepped = np.clip(clipped, self.last - max_step, self.last + max_step)
-        status.n_step_clipped = int((stepped != clipped).sum())
+        if not finite.all():
+            status.n_nonfinite = int(target.size - np.count_nonzero(finite))
+            target = np.where(finite, target, self.last)
+        clipped = np.minimum(np.maximum(target, self.lower), self.upper)
+        status.n_position_clipped = int(np.count_nonzero(clipped != target))
+        max_step = self._max_step(dt)
+        stepped = np.minimum(np.maximum(clipped, self.last - max_step), self.last + max_step)
+        status.n_step_clipped = int(np.count_nonzero(stepped != clipped))
         self.last = stepped
         return stepped.copy(), status
