@@ -218,3 +218,17 @@ def test_expert_node_drives_the_sim_to_success_over_dds():
         assert h.spin_until(lambda: h.expert.restarts >= 2, timeout=10)
     finally:
         h.close()
+
+
+def test_real_time_factor_one_is_no_faster_than_the_wall_clock():
+    h = Harness({"camera_rate": 0.0, "real_time_factor": 1.0})
+    try:
+        assert h.spin_until(lambda: h.clock)
+        wall_start, sim_start = time.monotonic(), stamp_to_ns(h.clock[-1].clock)
+        h.spin_until(lambda: False, timeout=1.0)
+        wall = time.monotonic() - wall_start
+        sim = (stamp_to_ns(h.clock[-1].clock) - sim_start) / 1e9
+        assert 0.0 < sim <= wall + 0.05, f"sim {sim:.3f} s in {wall:.3f} s of wall time"
+        assert not h.images  # camera_rate 0: no image topics
+    finally:
+        h.close()
