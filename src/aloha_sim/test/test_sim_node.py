@@ -232,3 +232,11 @@ def test_real_time_factor_one_is_no_faster_than_the_wall_clock():
         assert not h.images  # camera_rate 0: no image topics
     finally:
         h.close()
+
+
+def test_expert_node_defaults_to_sim_time_unless_told():
+    from aloha_sim.nodes.scripted_expert_node import _with_sim_time_default
+
+    assert _with_sim_time_default(["x"])[-2:] == ["-p", "use_sim_time:=true"]
+    given = ["x", "--ros-args", "-p", "use_sim_time:=false"]
+    assert _with_sim_time_default(given) == given
