@@ -155,6 +155,7 @@ class Feeder:
         self.command_times: list[float] = []
         self.chunk_latency: list[float] = []
         self.diagnostics: dict[str, str] = {}
+        self.diag_seq, self.mark_at = 0, -1
         self.js_pubs = [
             node.create_publisher(JointState, f"/follower_{a}/joint_states", 10)
             for a in ("left", "right")
@@ -217,6 +218,18 @@ class Feeder:
         for status in msg.status:
             if status.name.endswith(": policy"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.diag_seq += 1
+                if self.diag_seq == self.mark_at:  # window boundary: chunks counted from here
+                    self.chunk_latency.clear()
+
+    def next_diagnostics(self, timeout: float = 5.0, mark: bool = False) -> dict:
+        seq = self.diag_seq
+        if mark:
+            self.mark_at = seq + 1
+        end = time.monotonic() + timeout
+        while self.diag_seq == seq and time.monotonic() < end:
+            time.sleep(0.01)
+        return dict(self.diagnostics)
 
     def close(self):
         import rclpy
@@ -312,31 +325,37 @@ def bench_end_to_end(seconds: float, torch_threads: int, tmp: Path) -> dict:
             if proc.poll() is not None:
                 raise RuntimeError((tmp / "policy.log").read_text()[-2000:])
             time.sleep(0.1)
-        feeder.chunk_latency.clear()
+        first = feeder.next_diagnostics(mark=True)  # the window starts at this report
+        window_start = time.monotonic()
         time.sleep(seconds)
+        last = feeder.next_diagnostics()
+        window = time.monotonic() - window_start
         latency = list(feeder.chunk_latency)
-        time.sleep(1.2)  # one more diagnostics message covering the window
-        diag = dict(feeder.diagnostics)
     finally:
         stop_node(proc)
         feeder.close()
+    n = int(float(last["count"])) - int(float(first["count"]))
     split = {}
     for stage in ("waiting", "preprocessing", "inference", "publishing"):
+        total = float(last[f"{stage}_total_ms"]) - float(first[f"{stage}_total_ms"])
         split[stage] = {
-            "mean_ms": round(float(diag.get(f"{stage}_mean_ms", "nan")), 2),
-            "p95_ms": round(float(diag.get(f"{stage}_p95_ms", "nan")), 2),
+            "mean_ms": round(total / n, 2),
+            "p95_ms_last_200": round(float(last[f"{stage}_p95_ms"]), 2),
         }
     e2e = stats_ms(latency)
     inside = sum(v["mean_ms"] for v in split.values())
     return {
         "model": "unet small, DDIM 10 steps, 2 cams 96x96 (from 480x640), T=2, horizon 64",
         "torch_threads": torch_threads,
-        "chunks": len(latency),
-        "chunk_rate_hz": round(len(latency) / seconds, 2),
+        "chunks": n,
+        "chunk_rate_hz": round(n / window, 2),
         "image_stamp_to_chunk_arrival": e2e,
         "node_split": split,
         "dds_delivery_mean_ms": round(e2e["mean_ms"] - inside, 2),
-        "dropped_observations": diag.get("dropped_observations"),
+        "dropped_observations": {
+            key: int(last[key]) - int(first[key])
+            for key in ("buffer_out_of_order", "buffer_future", "image_rejected", "stale")
+        },
     }
 
 

@@ -36,30 +36,31 @@ def filled(tol: float, n_obs_steps: int = 2) -> ObservationBuffer:
 def test_matching_within_tolerance_picks_latest_at_or_before_each_step():
     obs, reason = filled(tol=0.03).assemble()
     assert reason == ""
-    # t0 = 0.066 (newest input); step 1 at 0.046: a 0.033, b 0.043, state 0.04
-    assert obs.stamp == 0.066
-    assert obs.source_stamps == {"a": [0.033, 0.066], "b": [0.043, 0.043], "state": [0.04, 0.06]}
-    assert obs.images["a"].shape == (2, 4, 6, 3) and obs.images["a"][:, 0, 0, 0].tolist() == [
-        33,
-        66,
-    ]
-    np.testing.assert_allclose(obs.state[:, 0], [0.04, 0.06])
+    # t0 = min(0.066, 0.043, 0.06) = 0.043, the time every source has reached.
+    # step 0 at 0.043: a 0.033, b 0.043, state 0.04; step 1 at 0.023: a 0.0, b 0.010, state 0.02
+    assert obs.stamp == 0.043
+    assert obs.source_stamps == {"a": [0.0, 0.033], "b": [0.01, 0.043], "state": [0.02, 0.04]}
+    assert obs.images["a"].shape == (2, 4, 6, 3)
+    assert obs.images["a"][:, 0, 0, 0].tolist() == [0, 33]
+    np.testing.assert_allclose(obs.state[:, 0], [0.02, 0.04])
     assert obs.state.dtype == np.float32 and obs.state_mask.tolist() == MASK.tolist()
     assert obs.env_state is None
 
 
 def test_out_of_tolerance_gives_no_observation():
-    # b's newest (0.043) is 0.023 s older than t0 = 0.066
+    # step 1 at 0.023: a's latest at or before is 0.0, 0.023 s old
     obs, reason = filled(tol=0.02).assemble()
-    assert obs is None and reason == "stale_b"
+    assert obs is None and reason == "stale_a"
 
 
 def test_short_history_is_padded_with_oldest():
     buf = ObservationBuffer(BufferConfig(("a",), n_obs_steps=3, obs_period=0.1))
     buf.add_image("a", 5.0, image(1), now_s=5.0)
-    buf.add_state(4.99, state(1.0), MASK, now_s=5.0)
+    buf.add_state(4.98, state(1.0), MASK, now_s=5.0)
+    buf.add_state(5.01, state(1.0), MASK, now_s=5.0)
     obs, _ = buf.assemble()
-    assert obs.source_stamps == {"a": [5.0, 5.0, 5.0], "state": [4.99, 4.99, 4.99]}
+    # t0 = 5.0; steps at 4.9 and 4.8 precede every message: padded with the oldest
+    assert obs.source_stamps == {"a": [5.0, 5.0, 5.0], "state": [4.98, 4.98, 4.98]}
 
 
 def test_gap_inside_history_is_stale():
@@ -93,7 +94,7 @@ def test_waiting_until_every_source_has_data_and_env_state():
     assert buf.assemble() == (None, "waiting_for_state")
     buf.add_state(1.0, state(0), MASK, now_s=1.0)
     assert buf.assemble() == (None, "waiting_for_env_state")
-    buf.add_env_state(0.99, np.arange(7.0), now_s=1.0)
+    buf.add_env_state(1.0, np.arange(7.0), now_s=1.0)
     obs, _ = buf.assemble()
     assert obs.env_state.shape == (1, 7) and obs.env_state.dtype == np.float32
 
@@ -107,11 +108,11 @@ def test_decode_is_cached_per_message():
         return payload + 1
 
     obs, _ = buf.assemble(decode)
-    assert obs.images["b"][:, 0, 0, 0].tolist() == [44, 44]
+    assert obs.images["b"][:, 0, 0, 0].tolist() == [11, 44]
     n = len(calls)
     buf.assemble(decode)
     assert len(calls) == n  # nothing decoded twice
-    assert n == 3  # a: 33, 66; b: 43
+    assert n == 4  # a: 0, 33; b: 10, 43
 
 
 def test_old_messages_are_pruned():

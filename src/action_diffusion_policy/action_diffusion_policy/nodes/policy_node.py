@@ -64,15 +64,22 @@ class LatencyStats:
 
     def __init__(self, n: int = 200):
         self.samples = {k: deque(maxlen=n) for k in self.STAGES}
+        self.totals = dict.fromkeys(self.STAGES, 0.0)  # since start: readers difference them
+        self.count = 0
         self.publish_times: deque[float] = deque(maxlen=n)
 
     def add(self, **stages: float) -> None:
         for k, v in stages.items():
             self.samples[k].append(v)
+            self.totals[k] += v
+        self.count += 1
         self.publish_times.append(time.monotonic())
 
     def summary(self) -> dict[str, float]:
-        out = {}
+        out = {f"{k}_total_ms": 1e3 * v for k, v in self.totals.items()}
+        out["count"] = self.count
+        if not self.count:
+            return {}
         for k, v in self.samples.items():
             if v:
                 a = np.asarray(v)
@@ -397,11 +404,19 @@ class PolicyNode(LifecycleNode):
         period = 1.0 / rate if rate > 0 else 0.0
         last_stamp = -math.inf
         last_reason = ""
+        last_progress = time.monotonic()
         while not self._stop.is_set():
             started = time.monotonic()
             with self._lock:
                 selection, reason = self.buffer.select()
                 self._new_data.clear()
+            if started - last_progress > 2.0:
+                self.get_logger().warn(
+                    f"no new complete observation for {started - last_progress:.1f} s "
+                    f"({reason or 'a source stopped or lags'}; newest per source: "
+                    f"{self.buffer.newest_stamps()})",
+                    throttle_duration_sec=5.0,
+                )
             if selection is None or selection.stamp <= last_stamp:
                 if selection is None and reason.startswith("stale") and reason != last_reason:
                     self.counters["stale"] += 1
@@ -414,6 +429,7 @@ class PolicyNode(LifecycleNode):
                 self._new_data.wait(timeout=0.05)
                 continue
             last_reason = ""
+            last_progress = started
             try:
                 self._infer(selection)
             except Exception as exc:  # a bad frame or a model error must not kill the loop
@@ -467,7 +483,7 @@ class PolicyNode(LifecycleNode):
             + self.counters["image_rejected"]
             + self.counters["stale"]
         )
-        values = {k: f"{v:.2f}" for k, v in summary.items()}
+        values = {k: f"{v:.3f}" for k, v in summary.items()}
         values.update({k: str(v) for k, v in self.counters.items()})
         values.update({f"buffer_{k}": str(v) for k, v in buffer_counters.items()})
         values["dropped_observations"] = str(dropped)

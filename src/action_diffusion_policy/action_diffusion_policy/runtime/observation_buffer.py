@@ -4,7 +4,10 @@ Sources: one stream per camera, the unified state, and (optionally) the privileg
 The rule matches the dataset builder's resampling, so the policy sees at run time what it saw
 in training:
 
-- the observation time ``t0`` is the newest stamp over all sources;
+- the observation time ``t0`` is the newest time every source has reached: the minimum over
+  sources of their newest stamp (usually the newest camera frame), so a slower or later-arriving
+  source delays the observation instead of making it fail; ``t0`` is also the stamp of the
+  newest input the observation uses;
 - history step ``j`` (``j = 0`` newest) is at ``t0 - j * obs_period``; each source contributes
   its latest message stamped at or before that time, never a future one;
 - every contribution must be at most ``stamp_tolerance`` older than its step time, so all
@@ -104,7 +107,7 @@ class Selection:
 class AssembledObservation:
     """Arrays ready for the policy, plus the stamps that made them."""
 
-    stamp: float  # observation time t0 (newest input stamp)
+    stamp: float  # observation time t0 (the newest input stamp used)
     images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8, oldest first
     state: np.ndarray  # (T, 128) float32
     state_mask: np.ndarray  # (128,) bool
@@ -178,13 +181,16 @@ class ObservationBuffer:
         stamps = [s.stamps[-1] for s in self._streams.values() if s.stamps]
         return max(stamps) if stamps else None
 
+    def newest_stamps(self) -> dict[str, float | None]:
+        return {n: (s.stamps[-1] if s.stamps else None) for n, s in self._streams.items()}
+
     def select(self) -> tuple[Selection | None, str]:
         """Choose the messages of the newest observation; (None, reason) when there is none."""
         for name in self.sources:
             if not self._streams[name].stamps:
                 return None, f"waiting_for_{name}"
         cfg = self.config
-        t0 = self.newest_stamp()
+        t0 = min(self._streams[name].stamps[-1] for name in self.sources)
         chosen: dict[str, list[_Entry]] = {}
         for name in self.sources:
             stream = self._streams[name]
