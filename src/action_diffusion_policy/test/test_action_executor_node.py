@@ -142,3 +142,50 @@ def test_executor_commands_holds_and_enables(graph):
     n = len(harness.received["left"])
     time.sleep(0.3)
     assert len(harness.received["left"]) == n
+
+
+def test_ticks_follow_simulated_time():
+    from rosgraph_msgs.msg import Clock
+
+    rclpy.init()
+    node = ActionExecutorNode(
+        parameter_overrides=[
+            Parameter("embodiment", value="aloha_sim"),
+            Parameter("use_sim_time", value=True),
+        ]
+    )
+    harness = Harness()
+    clock_pub = harness.create_publisher(Clock, "/clock", 10)
+    ex = MultiThreadedExecutor(num_threads=2)
+    ex.add_node(node)
+    ex.add_node(harness)
+    thread = threading.Thread(target=ex.spin, daemon=True)
+    thread.start()
+    try:
+
+        def publish_clock(t: float) -> None:
+            msg = Clock()
+            cv.set_stamp(msg.clock, t)
+            clock_pub.publish(msg)
+
+        sim = 100.0
+        publish_clock(sim)
+        time.sleep(1.0)  # discovery; the clock stands still: at most a tick or two
+        before = len(harness.received["left"])
+        time.sleep(0.5)
+        assert len(harness.received["left"]) - before <= 1
+        # 2 s of simulated time in about 0.4 s of wall time: about 100 ticks at 50 Hz
+        start = len(harness.received["left"])
+        for _ in range(200):
+            sim += 0.01
+            publish_clock(sim)
+            time.sleep(0.002)
+        time.sleep(0.3)
+        ticks = len(harness.received["left"]) - start
+        assert 70 <= ticks <= 110, ticks
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        harness.destroy_node()
+        rclpy.shutdown()
+        thread.join(timeout=5)
