@@ -19,7 +19,10 @@ setup(
     zip_safe=True,
     maintainer="Action Diffusion Maintainers",
     maintainer_email="maintainers@action-diffusion.dev",
-    description="Diffusion and flow-matching action-chunk policies, training, datasets and bag tools, plus the policy node, the chunk executor and the recorder.",
+    description=(
+        "Diffusion and flow-matching action-chunk policies, training, datasets and bag "
+        "tools, plus the policy node, the chunk executor and the recorder."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

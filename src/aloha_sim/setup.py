@@ -19,7 +19,11 @@ setup(
     zip_safe=True,
     maintainer="Action Diffusion Maintainers",
     maintainer_email="maintainers@action-diffusion.dev",
-    description="A simulated ALOHA (two ViperX 300 arms) in MuJoCo with transfer-cube and insertion tasks and a scripted bimanual expert, as ROS 2 nodes that behave like the real robot.",
+    description=(
+        "A simulated ALOHA (two ViperX 300 arms) in MuJoCo with transfer-cube and "
+        "insertion tasks and a scripted bimanual expert, as ROS 2 nodes that behave like "
+        "the real robot."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

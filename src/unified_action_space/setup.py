@@ -19,7 +19,10 @@ setup(
     zip_safe=True,
     maintainer="Action Diffusion Maintainers",
     maintainer_email="maintainers@action-diffusion.dev",
-    description="RDT's physically interpretable 128-slot unified action space: layout, robot embodiments, state/command mapping and the unified state node.",
+    description=(
+        "RDT's physically interpretable 128-slot unified action space: layout, robot "
+        "embodiments, state/command mapping and the unified state node."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
