@@ -119,7 +119,9 @@ class DatasetWriter:
                 f"{self.path} already exists; pass force=True (--force) to overwrite it"
             )
         if len(meta.state_mask) != NUM_SLOTS:
-            raise DatasetError(f"state_mask has {len(meta.state_mask)} entries, expected {NUM_SLOTS}")
+            raise DatasetError(
+                f"state_mask has {len(meta.state_mask)} entries, expected {NUM_SLOTS}"
+            )
         self.meta = meta
         self.meta.episodes = []
         self.force = force
@@ -140,7 +142,8 @@ class DatasetWriter:
             self._shapes[key] = shape
         elif self._shapes[key] != shape:
             raise DatasetError(
-                f"{key}: frame shape/dtype {shape} differs from earlier episodes {self._shapes[key]}"
+                f"{key}: frame shape/dtype {shape} differs from earlier episodes "
+                f"{self._shapes[key]}"
             )
         self._files[key].write(arr.tobytes())
 
