@@ -339,10 +339,14 @@ class DatasetBuilder:
         t0 = time.perf_counter()
         cameras, env_dim = self.plan()
         metas = [read_episode_metadata(b) for b in self.bags]
-        total = 0
+        total = 0  # messages the progress bar will count: the topics read, not the whole bag
+        read = {t for arm in self.mapper.arms for t in (arm.joint_state_topic, arm.command_topic)}
+        read |= {ea.EPISODE_STATUS_TOPIC} if env_dim else set()
+        for topic in ea.camera_topics(self.mapper.embodiment).values():
+            read |= {topic, f"{topic}/compressed"}
         for bag in self.bags:
             with open_bag(bag) as reader:
-                total += reader.message_count
+                total += sum(c.msgcount for c in reader.connections if c.topic in read)
         meta = DatasetMeta(
             embodiment=self.mapper.name,
             control_frequency=float(self.frequency),
