@@ -372,6 +372,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "ros_domain_id": os.environ["ROS_DOMAIN_ID"],
     }
@@ -386,6 +387,7 @@ def main() -> None:
             result["tick_jitter"] = [bench_jitter(r, seconds, tmp) for r in (50.0, 200.0)]
         if "e2e" not in args.skip:
             result["end_to_end"] = bench_end_to_end(seconds * 2, args.torch_threads, tmp)
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
