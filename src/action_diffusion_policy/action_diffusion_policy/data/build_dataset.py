@@ -233,11 +233,13 @@ class DatasetBuilder:
             if env_dim:
                 topic_kind[ea.EPISODE_STATUS_TOPIC] = ("env", None)
             streams = {t: _Stream() for t in topic_kind}
+            decoders = {t: imgs.FrameDecoder(have[t], cfg.image_size)
+                        for t, (kind, _) in topic_kind.items() if kind == "camera"}
             for topic, log_ns, msg in iter_messages(bag, reader, list(topic_kind)):
                 kind, what = topic_kind[topic]
                 try:
                     if kind == "camera":
-                        item = imgs.decode(msg, have[topic], cfg.image_size)
+                        item = decoders[topic](msg)
                     elif kind == "state":
                         item = ea.joint_state_arrays(msg)
                     elif kind == "command":
