@@ -37,6 +37,7 @@ from collections import deque
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -97,7 +98,9 @@ class PolicyNode(LifecycleNode):
         p = self.declare_parameter
         p("checkpoint", "")
         p("embodiment", "aloha_sim")
-        p("camera_topics", [""])  # "" / empty: from the checkpoint's camera names
+        # Empty (or [""]): /cameras/<name>/image_raw for each checkpoint camera. Dynamic typing
+        # so that an empty list from YAML or the command line is accepted.
+        p("camera_topics", [""], ParameterDescriptor(dynamic_typing=True))
         p("compressed", False)
         p("state_source", "unified_state")
         p("unified_state_topic", "/unified_state")
@@ -178,7 +181,7 @@ class PolicyNode(LifecycleNode):
         steps = int(self._param("num_inference_steps"))
         if steps > 0:
             self.policy.head.num_inference_steps = steps  # sampler steps live on the head
-        topics = [t for t in self._param("camera_topics") if t]
+        topics = [str(t) for t in (self._param("camera_topics") or []) if t]
         if not topics:
             topics = default_camera_topics(spec.camera_names, ALOHA_CAMERAS)
         env_topic = self._param("env_state_topic") if spec.env_state_dim > 0 else ""
