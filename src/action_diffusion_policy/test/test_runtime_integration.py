@@ -156,7 +156,10 @@ def test_cameras_to_commands_over_dds(tmp_path):
         time.sleep(3.0)
         window = [(t, c) for t, c in robot.commands["right"] if t0 <= t < t0 + 3.0]
         rate = len(window) / 3.0
-        assert 45 <= rate <= 55, (rate, (tmp_path / "executor.log").read_text()[-2000:])
+        # 50 Hz; a loaded 2-core machine may delay a few ticks, never add any
+        assert 42 <= rate <= 52, (rate, (tmp_path / "executor.log").read_text()[-2000:])
+        arrivals = np.array([t for t, _ in window])
+        assert np.median(np.diff(arrivals)) == pytest.approx(0.02, abs=0.003)
         cmds = np.array([c for _, c in window])
         arm = emb.arm("right")
         lim = arm.command_position_limits
