@@ -41,6 +41,8 @@ TASK = "transfer_cube"
 CAMERA_TOPIC = "/cameras/cam_high/image_raw"
 STATUS_TOPIC = "/sim/episode_status"
 RESET_SERVICE = "/sim/reset"
+POLICY_RESET_SERVICE = "/policy/reset_episode"
+POLICY_STATE_SERVICE = "/policy/get_state"  # lifecycle_msgs/GetState of the policy node
 EPISODE_STEPS = 400  # transfer-cube episode length of the ACT sim tasks (8 s at 50 Hz)
 
 
@@ -53,24 +55,28 @@ class EpisodeResult:
     reward: int
     max_reward: int
     wall_s: float
+    chunks: int  # ActionChunks the policy published during the episode (0 with the expert)
 
 
 def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
-    """Launch arguments of the sim bringup, and one line saying what drives the arms."""
-    if checkpoint and checkpoint.lower() != "none":
-        try:
-            path = description.check_checkpoint(checkpoint)
-        except BringupError as error:
-            if Path(checkpoint).expanduser().resolve() != DEFAULT_CHECKPOINT:
-                raise  # a checkpoint the user asked for must exist
-            reason = f"no trained checkpoint at {DEFAULT_CHECKPOINT} yet ({error})"
-        else:
-            return (
-                {"policy": "true", "expert": "false", "checkpoint": str(path)},
-                f"the learned policy {path} (policy_node + action_executor)",
-            )
-    else:
+    """Launch arguments of the sim bringup, and one line saying what drives the arms.
+
+    The default checkpoint may be absent (the scripted expert drives then); a checkpoint the
+    user names must be complete, or this raises BringupError.
+    """
+    if checkpoint.lower() == "none":
         reason = "DEMO_CHECKPOINT=none"
+    elif (
+        Path(checkpoint).expanduser().resolve() == DEFAULT_CHECKPOINT
+        and not (DEFAULT_CHECKPOINT / "config.json").is_file()
+    ):
+        reason = f"no trained checkpoint at {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)} yet"
+    else:
+        path = description.check_checkpoint(checkpoint)
+        return (
+            {"policy": "true", "expert": "false", "checkpoint": str(path)},
+            f"the LEARNED POLICY {path} (policy_node + action_executor)",
+        )
     return (
         {"policy": "false", "expert": "true"},
         f"the SCRIPTED EXPERT (scripted_expert_node), not a learned policy: {reason}",
@@ -80,13 +86,13 @@ def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
 class DemoClient:
     """The demo's own ROS node: resets episodes, follows their status, grabs camera frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: bool) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
 
-        from action_diffusion_msgs.msg import EpisodeStatus
+        from action_diffusion_msgs.msg import ActionChunk, EpisodeStatus
         from action_diffusion_msgs.srv import ResetEpisode
 
         self._rclpy = rclpy
@@ -100,6 +106,22 @@ class DemoClient:
         self.node.create_subscription(EpisodeStatus, STATUS_TOPIC, self._on_status, 10)
         self.node.create_subscription(Image, CAMERA_TOPIC, self._on_image, qos_profile_sensor_data)
         self.reset_client = self.node.create_client(ResetEpisode, RESET_SERVICE)
+        # The policy clears its observation history and sampler state at each new episode; it
+        # is ready once its lifecycle state is active (configured with the checkpoint loaded).
+        self.policy_reset_client = None
+        self.policy_state_client = None
+        self._policy_active = False
+        self._state_request = None
+        if policy:
+            from lifecycle_msgs.srv import GetState
+
+            self._GetState = GetState
+            self.policy_reset_client = self.node.create_client(ResetEpisode, POLICY_RESET_SERVICE)
+            self.policy_state_client = self.node.create_client(GetState, POLICY_STATE_SERVICE)
+            self.node.create_subscription(
+                ActionChunk, description.ACTION_CHUNK_TOPIC, self._on_chunk, 10
+            )
+        self.chunks = 0  # ActionChunks seen (policy mode), to report that the policy acted
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
@@ -108,6 +130,9 @@ class DemoClient:
     def _spin(self) -> None:
         with contextlib.suppress(Exception):  # the executor shuts down under it at the end
             self.executor.spin()
+
+    def _on_chunk(self, _msg) -> None:
+        self.chunks += 1
 
     def _on_status(self, msg) -> None:
         with self._lock:
@@ -126,18 +151,38 @@ class DemoClient:
         with self._lock:
             return self.status
 
-    def reset(self, seed: int, timeout: float) -> int:
-        request = self._ResetEpisode.Request(seed=seed, use_seed=True)
-        future = self.reset_client.call_async(request)
+    def _call(self, client, request, timeout: float):
+        future = client.call_async(request)
         deadline = time.monotonic() + timeout
         while not future.done():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{RESET_SERVICE} did not answer within {timeout:.0f} s")
+                raise TimeoutError(f"{client.srv_name} did not answer within {timeout:.0f} s")
             time.sleep(0.01)
         response = future.result()
         if not response.success:
-            raise RuntimeError(f"{RESET_SERVICE} refused seed {seed}: {response.message}")
-        return response.seed
+            raise RuntimeError(f"{client.srv_name} refused seed {request.seed}: {response.message}")
+        return response
+
+    def reset(self, seed: int, timeout: float) -> int:
+        request = self._ResetEpisode.Request(seed=seed, use_seed=True)
+        seed = self._call(self.reset_client, request, timeout).seed
+        if self.policy_reset_client is not None:
+            self._call(self.policy_reset_client, request, timeout)
+        return seed
+
+    def ready(self) -> bool:
+        """The sim offers its reset service and, with a policy, the policy node is active."""
+        if not self.reset_client.service_is_ready():
+            return False
+        if self.policy_state_client is None or self._policy_active:
+            return True
+        if self._state_request is not None and self._state_request.done():
+            state = self._state_request.result().current_state
+            self._policy_active = state.label == "active"
+            self._state_request = None
+        elif self._state_request is None and self.policy_state_client.service_is_ready():
+            self._state_request = self.policy_state_client.call_async(self._GetState.Request())
+        return False
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -160,6 +205,7 @@ def run_episode(
 ) -> EpisodeResult:
     start = time.monotonic()
     seed = client.reset(seed, timeout=30.0)
+    chunks_before = client.chunks
 
     def current():
         status = client.latest_status()
@@ -181,6 +227,7 @@ def run_episode(
         reward=int(status.reward),
         max_reward=int(status.max_reward),
         wall_s=round(time.monotonic() - start, 2),
+        chunks=client.chunks - chunks_before,
     )
 
 
@@ -241,9 +288,9 @@ def main(argv=None) -> int:
     video = None
     with open(log_path, "w") as log, BringupRunner(specs, output=log, stop_timeout=5.0) as runner:
         rclpy.init()
-        client = DemoClient()
+        client = DemoClient(policy=given["policy"] == "true")
         try:
-            wait_until(lambda: client.reset_client.service_is_ready(), 120.0, runner, RESET_SERVICE)
+            wait_until(client.ready, 180.0, runner, "the nodes to be ready")
             for episode in range(options.episodes):
                 client.recording = episode == 0
                 result = run_episode(
@@ -260,7 +307,8 @@ def main(argv=None) -> int:
                 print(
                     f"[demo] episode {result.episode}/{options.episodes} seed {result.seed}: "
                     f"{outcome} after {result.steps} steps (reward {result.reward}/"
-                    f"{result.max_reward}, {result.wall_s:.1f} s wall)",
+                    f"{result.max_reward}, {result.wall_s:.1f} s wall"
+                    + (f", {result.chunks} action chunks)" if given["policy"] == "true" else ")"),
                     flush=True,
                 )
         except (RuntimeError, TimeoutError) as error:
