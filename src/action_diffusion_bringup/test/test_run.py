@@ -165,3 +165,56 @@ def test_runner_brings_up_the_sim_with_the_expert_and_stops_cleanly():
     assert len(pids) == 3, text
     assert code == 0, text[-3000:]
     assert not any(alive(pid) for pid in pids), text[-3000:]
+
+
+@pytest.mark.ros
+def test_record_bringup_for_piper_listens_on_its_drivers_topics(tmp_path):
+    """Per-arm driver namespaces (embodiment) and camera remaps (cameras_piper.yaml), for real."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import CompressedImage, JointState
+
+    from action_diffusion_msgs.msg import UnifiedState
+
+    specs = d.describe("record", {"robot": "piper", "bag_dir": str(tmp_path)})
+    camera_topic = d.camera_topics("piper")["cam_high"] + "/compressed"
+    rclpy.init()
+    node = rclpy.create_node("piper_drivers_standin")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    arms = {arm: node.create_publisher(JointState, f"/piper_{arm}/joint_states_single", 10)
+            for arm in ("left", "right")}  # fmt: skip
+    camera = node.create_publisher(CompressedImage, camera_topic, 10)
+    states = []
+    node.create_subscription(UnifiedState, "/unified_state", states.append, 10)
+    runner = run.BringupRunner(specs, stop_timeout=5.0)
+
+    def publish():
+        stamp = node.get_clock().now().to_msg()
+        for publisher in arms.values():
+            msg = JointState(name=[f"joint{i}" for i in range(1, 8)])
+            msg.header.stamp = stamp
+            msg.position = [0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.03]
+            msg.velocity = [0.0] * 7
+            publisher.publish(msg)
+        camera.publish(CompressedImage(format="jpeg"))
+
+    def recorder_listens():
+        return any(
+            info.node_name == "recorder"
+            for info in node.get_subscriptions_info_by_topic(camera_topic)
+        )
+
+    try:
+        runner.start()
+        timer = node.create_timer(0.02, publish)
+        assert spin_until(executor, lambda: states and recorder_listens(), 60.0), runner.exited()
+        assert states[-1].embodiment == "piper"
+        assert runner.exited() == {}
+        node.destroy_timer(timer)
+    finally:
+        runner.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()
+    assert not any(alive(pid) for pid in runner.pids.values())
