@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 NUM_SLOTS = 128
 
 BACKBONES = ("unet", "dit", "rdt")
-HEADS = ("ddpm", "flow")
+HEADS = ("ddpm", "flow", "regression")
 PREDICTION_TYPES = ("epsilon", "sample")
 DDPM_SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
 FLOW_SAMPLERS = ("euler",)
+REGRESSION_SAMPLERS = ("none",)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 VISION_ENCODERS = ("resnet18", "siglip")
 
@@ -105,10 +106,11 @@ class PolicyConfig:
     backbone: str = "unet"  # 'unet' | 'dit' | 'rdt'
     size: str = "small"  # preset name in PRESETS[backbone]
     backbone_overrides: dict = field(default_factory=dict)  # preset fields to override
-    head: str = "ddpm"  # 'ddpm' (diffusion) | 'flow' (conditional flow matching)
+    head: str = "ddpm"  # 'ddpm' (diffusion) | 'flow' (flow matching) | 'regression' (MSE baseline)
     # diffusion head
     prediction_type: str = "epsilon"  # 'epsilon' (predict noise) | 'sample' (predict clean chunk)
-    sampler: str = "ddim"  # ddpm: 'ddpm' | 'ddim' | 'dpmsolver++'; flow: 'euler'
+    # ddpm: 'ddpm' | 'ddim' | 'dpmsolver++'; flow: 'euler'; regression: 'none'
+    sampler: str = "ddim"
     num_train_timesteps: int = 100  # diffusion steps K during training
     num_inference_steps: int = 10  # denoising / integration steps at inference
     beta_schedule: str = "squaredcos_cap_v2"  # diffusers beta schedule name
@@ -146,14 +148,15 @@ class PolicyConfig:
         _check(self.head in HEADS, "head", self.head, f"one of {HEADS}")
         _check(self.prediction_type in PREDICTION_TYPES, "prediction_type",
                self.prediction_type, f"one of {PREDICTION_TYPES}")
-        samplers = DDPM_SAMPLERS if self.head == "ddpm" else FLOW_SAMPLERS
+        samplers = {"ddpm": DDPM_SAMPLERS, "flow": FLOW_SAMPLERS,
+                    "regression": REGRESSION_SAMPLERS}[self.head]
         _check(self.sampler in samplers, "sampler", self.sampler,
                f"one of {samplers} for head={self.head!r}")
         _check(self.beta_schedule in BETA_SCHEDULES, "beta_schedule", self.beta_schedule,
                f"one of {BETA_SCHEDULES}")
         _check(self.num_train_timesteps >= 1, "num_train_timesteps", self.num_train_timesteps,
                ">= 1")
-        _check(1 <= self.num_inference_steps <= self.num_train_timesteps or self.head == "flow",
+        _check(1 <= self.num_inference_steps <= self.num_train_timesteps or self.head != "ddpm",
                "num_inference_steps", self.num_inference_steps,
                f"in [1, num_train_timesteps={self.num_train_timesteps}]")
         _check(self.num_inference_steps >= 1, "num_inference_steps", self.num_inference_steps,

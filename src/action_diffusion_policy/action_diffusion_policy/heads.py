@@ -8,6 +8,7 @@ per chunk by the policy).
   prediction, sampled by the diffusers ``DDPMScheduler``, ``DDIMScheduler`` (eta = 0) or
   ``DPMSolverMultistepScheduler`` (algorithm_type ``dpmsolver++``).
 - ``FlowMatchingHead``: conditional flow matching on the straight path (pi0).
+- ``RegressionHead``: the MSE-regression baseline the generative heads are compared against.
 
 Determinism: given ``noise`` the result is a pure function of it. DDIM and DPM-Solver++ add no
 noise while sampling; the DDPM sampler's per-step noise comes from a generator seeded from the
@@ -119,5 +120,26 @@ class FlowMatchingHead:
         return x
 
 
-def make_head(cfg: PolicyConfig) -> DiffusionHead | FlowMatchingHead:
-    return DiffusionHead(cfg) if cfg.head == "ddpm" else FlowMatchingHead(cfg)
+class RegressionHead:
+    """Baseline, not generative: one backbone pass on a zero chunk at t = 0, trained with MSE.
+
+    It regresses to the conditional mean, so on multimodal data it lands between the modes.
+    ``noise`` is ignored.
+    """
+
+    def __init__(self, cfg: PolicyConfig):
+        self.num_inference_steps = 1
+
+    def loss(self, model_fn: ModelFn, x0: torch.Tensor) -> torch.Tensor:
+        t = torch.zeros(x0.shape[0], device=x0.device)
+        return F.mse_loss(model_fn(torch.zeros_like(x0), t).float(), x0, reduction="none")
+
+    @torch.no_grad()
+    def sample(self, model_fn: ModelFn, noise: torch.Tensor) -> torch.Tensor:
+        t = torch.zeros(noise.shape[0], device=noise.device)
+        return model_fn(torch.zeros_like(noise), t).float()
+
+
+def make_head(cfg: PolicyConfig) -> DiffusionHead | FlowMatchingHead | RegressionHead:
+    return {"ddpm": DiffusionHead, "flow": FlowMatchingHead,
+            "regression": RegressionHead}[cfg.head](cfg)

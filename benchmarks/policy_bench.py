@@ -1,0 +1,165 @@
+"""Policy speed benchmark: parameters, CPU latency per chunk, training throughput. Prints JSON.
+
+Rows: each preset x sampler with 2 cameras at the preset's benchmark image size, 2 observation
+steps and a 64-step horizon; plus the fixed reference row (U-Net down_dims 256/512/1024,
+2 cameras 3x120x160, 14-dim state, 2 observation steps, horizon 64, DDIM 10 steps) in float32
+and bfloat16. Targets on a 2-core CPU: the ``small`` presets p50 <= 100 ms with 10 steps; the
+reference row p50 <= 60 ms.
+
+    python benchmarks/policy_bench.py --threads 2 --repeats 10 [--quick] [--out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from action_diffusion_policy.config import PolicyConfig
+from action_diffusion_policy.policy import ActionChunkPolicy
+from action_diffusion_policy.types import Observation
+
+HORIZON = 64
+N_OBS = 2
+CAMERAS = ["cam_high", "cam_left_wrist"]
+STATE_SLOTS = [0, 1, 2, 3, 4, 5, 10, 50, 51, 52, 53, 54, 55, 60]  # 14-dim bimanual (ALOHA)
+IMAGE_SIZE = {"tiny": (48, 64), "small": (96, 96), "reference": (120, 160)}
+SAMPLERS = [  # (head, sampler, prediction_type, steps)
+    ("ddpm", "ddim", "epsilon", 10),
+    ("ddpm", "dpmsolver++", "sample", 5),
+    ("ddpm", "ddpm", "epsilon", 10),
+    ("flow", "euler", "epsilon", 10),
+]
+
+
+def make_policy(backbone: str, size: str, head, image_size, cameras=CAMERAS) -> ActionChunkPolicy:
+    h, sampler, pred, steps = head
+    cfg = PolicyConfig(backbone=backbone, size=size, head=h, sampler=sampler,
+                       prediction_type=pred, num_train_timesteps=100,
+                       num_inference_steps=steps, horizon=HORIZON, n_obs_steps=N_OBS,
+                       camera_names=list(cameras), image_size=image_size,
+                       state_slots=STATE_SLOTS, action_slots=STATE_SLOTS)
+    return ActionChunkPolicy(cfg).eval()
+
+
+def make_obs(policy: ActionChunkPolicy, seed: int = 0) -> Observation:
+    cfg = policy.config
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(128, bool)
+    mask[cfg.state_slots] = True
+    h, w = cfg.image_size
+    return Observation(
+        images={c: rng.integers(0, 256, (N_OBS, h, w, 3), dtype=np.uint8)
+                for c in cfg.camera_names},
+        state=rng.normal(size=(N_OBS, 128)).astype(np.float32), state_mask=mask)
+
+
+def latency_ms(policy: ActionChunkPolicy, repeats: int, warmup: int = 2) -> dict:
+    obs = make_obs(policy)
+    for _ in range(warmup):
+        policy.predict_chunk(obs)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        policy.predict_chunk(obs)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 1),
+            "p95_ms": round(float(np.percentile(times, 95)), 1)}
+
+
+def train_samples_per_s(policy: ActionChunkPolicy, batch_size: int, steps: int) -> float:
+    cfg = policy.config
+    h, w = cfg.image_size
+    batch = {"images": torch.randint(0, 256, (batch_size, len(cfg.camera_names), N_OBS, 3, h, w),
+                                     dtype=torch.uint8),
+             "state": torch.randn(batch_size, N_OBS, 128),
+             "action": torch.randn(batch_size, HORIZON, 128)}
+    policy.train()
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        loss = policy.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:  # first step warms up allocators
+            times.append(time.perf_counter() - t)
+    policy.eval()
+    return round(batch_size / float(np.median(times)), 1)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 512, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return round(2 * n**3 * reps / (time.perf_counter() - t) / 1e9, 1)
+
+
+def params_m(policy: torch.nn.Module) -> float:
+    return round(sum(p.numel() for p in policy.parameters()) / 1e6, 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10, help="timed chunks per row")
+    ap.add_argument("--train-steps", type=int, default=3, help="timed training steps per row")
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--backbones", nargs="*", default=["unet", "dit", "rdt"])
+    ap.add_argument("--sizes", nargs="*", default=["tiny", "small"])
+    ap.add_argument("--quick", action="store_true", help="only DDIM/Euler rows; 5 repeats")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--out", help="also write the JSON here")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    repeats = 5 if a.quick else a.repeats
+    samplers = [s for s in SAMPLERS if not a.quick or s[1] in ("ddim", "euler")]
+    rows = []
+    for backbone in a.backbones:
+        for size in a.sizes:
+            for head in samplers:
+                policy = make_policy(backbone, size, head, IMAGE_SIZE[size])
+                row = {"backbone": backbone, "preset": size, "head": head[0],
+                       "sampler": head[1], "steps": head[3], "image_size": IMAGE_SIZE[size],
+                       "params_m": params_m(policy), **latency_ms(policy, repeats)}
+                if head == samplers[0]:  # training speed does not depend on the sampler
+                    row["train_samples_per_s"] = train_samples_per_s(
+                        policy, a.train_batch, a.train_steps)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    reference = []
+    if not a.no_reference:
+        ddim = SAMPLERS[0]
+        for dtype in (torch.float32, torch.bfloat16):
+            policy = make_policy("unet", "reference", ddim, IMAGE_SIZE["reference"])
+            policy.to_inference_dtype(dtype)
+            row = {"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10",
+                   "dtype": str(dtype).replace("torch.", ""), "params_m": params_m(policy),
+                   "target_p50_ms": 60, **latency_ms(policy, max(3, repeats // 2), warmup=1)}
+            reference.append(row)
+            print(json.dumps(row), flush=True)
+    result = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": a.threads,
+                    "torch": torch.__version__,
+                    "matmul_gflops_fp32": matmul_gflops(torch.float32),
+                    "matmul_gflops_bf16": matmul_gflops(torch.bfloat16)},
+        "horizon": HORIZON, "n_obs_steps": N_OBS, "cameras": len(CAMERAS),
+        "rows": rows, "reference": reference,
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training entry point (``train`` console script) for action-chunk policies."""
