@@ -123,6 +123,12 @@ def test_cameras_to_commands_over_dds(tmp_path):
     from unified_action_space import load_embodiment
 
     emb = load_embodiment("aloha_sim", kinematics=False)
+    # The executor starts while the checkpoint is written: start-up dominates this test.
+    executor = start(
+        "action_diffusion_policy.nodes.action_executor",
+        {"embodiment": "aloha_sim", "chunk_timeout": 0.5},
+        tmp_path / "executor.log",
+    )
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt", emb)
     cameras = "[" + ",".join(f"/cameras/{c}/image_raw" for c in CAMERAS) + "]"
     policy = start(
@@ -131,11 +137,6 @@ def test_cameras_to_commands_over_dds(tmp_path):
          "state_source": "joint_states", "torch_threads": 1, "inference_rate": 10.0},
         tmp_path / "policy.log",
     )  # fmt: skip
-    executor = start(
-        "action_diffusion_policy.nodes.action_executor",
-        {"embodiment": "aloha_sim", "chunk_timeout": 0.5},
-        tmp_path / "executor.log",
-    )
     rclpy.init()
     robot = RobotStandIn()
     spinner = MultiThreadedExecutor(num_threads=2)
@@ -151,15 +152,15 @@ def test_cameras_to_commands_over_dds(tmp_path):
             assert chunk.actions.shape == (64, 14) and np.isfinite(chunk.actions).all()
             assert chunk.step_period == pytest.approx(0.02)
             assert 0.0 < received_at - chunk.stamp < 2.0  # stamped with the observation time
-        # 3 s of commands at 50 Hz, inside the limits and the per-tick step.
+        # 2 s of commands at 50 Hz, inside the limits and the per-tick step.
         t0 = time.monotonic()
-        time.sleep(3.0)
-        window = [(t, c) for t, c in robot.commands["right"] if t0 <= t < t0 + 3.0]
-        rate = len(window) / 3.0
+        time.sleep(2.0)
+        window = [(t, c) for t, c in robot.commands["right"] if t0 <= t < t0 + 2.0]
+        rate = len(window) / 2.0
         # 50 Hz; a loaded 2-core machine may delay a few ticks, never add any
         assert 42 <= rate <= 52, (rate, (tmp_path / "executor.log").read_text()[-2000:])
         arrivals = np.array([t for t, _ in window])
-        assert np.median(np.diff(arrivals)) == pytest.approx(0.02, abs=0.003)
+        assert np.median(np.diff(arrivals)) == pytest.approx(0.02, abs=0.005)
         cmds = np.array([c for _, c in window])
         arm = emb.arm("right")
         lim = arm.command_position_limits
@@ -177,10 +178,10 @@ def test_cameras_to_commands_over_dds(tmp_path):
         assert wait_for(future.done, 10) and future.result().success
         stopped = time.monotonic()
         n_chunks = len(robot.chunks)
-        time.sleep(1.5)
+        time.sleep(1.2)
         assert len(robot.chunks) <= n_chunks + 1  # one may have been in flight
         held = [c for t, c in robot.commands["right"] if t > stopped + 0.5 + 0.1]
-        assert len(held) > 30, "executor stopped publishing instead of holding"
+        assert len(held) > 20, "executor stopped publishing instead of holding"
         assert all(c == held[0] for c in held)
     finally:
         spinner.shutdown()
