@@ -218,3 +218,28 @@ def test_record_bringup_for_piper_listens_on_its_drivers_topics(tmp_path):
         node.destroy_node()
         rclpy.shutdown()
     assert not any(alive(pid) for pid in runner.pids.values())
+
+
+@pytest.mark.ros
+def test_sigterm_is_forwarded_and_nothing_is_left_behind(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "action_diffusion_bringup.run", "record", f"bag_dir:={tmp_path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("recorder ready" in line for line in output):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=30)
+    reader.join(timeout=5)
+    text = "".join(output)
+    pids = [int(pid) for _name, pid in PID_LINE.findall(text)]
+    assert "recorder ready" in text, text
+    assert len(pids) == 2 and code == 0, text
+    assert not any(alive(pid) for pid in pids)
