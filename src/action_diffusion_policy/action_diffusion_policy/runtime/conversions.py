@@ -215,9 +215,11 @@ def command_to_msg(command_type: str, values, joint_names, stamp_s: float, dt: f
     Float64MultiArray: the values. JointTrajectory: a single point reached after ``dt``.
     JointState: positions with names and stamp.
     """
-    values = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"refusing to build a {command_type} with non-finite values {values}")
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise ValueError(f"refusing to build a {command_type} with non-finite values {flat}")
+    values = array.array("d")  # the messages' fast path for float64 sequences
+    values.frombytes(flat.tobytes())
     if command_type == FLOAT64_ARRAY:
         from std_msgs.msg import Float64MultiArray
 
