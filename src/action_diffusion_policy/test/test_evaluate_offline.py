@@ -25,16 +25,24 @@ def bag(tmp_path_factory):
                                image_size=(48, 64))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, bag):
-    d = tmp_path_factory.mktemp("ckpt")
+def _checkpoint(root, bag, cameras):
     cfg = PolicyConfig(backbone="unet", size="tiny", horizon=8, n_obs_steps=2,
-                       camera_names=["cam_high"], image_size=(24, 32),
+                       camera_names=cameras, image_size=(24, 32) if cameras else None,
                        state_slots=ACTION_SLOTS, action_slots=ACTION_SLOTS, env_state_dim=7,
                        num_train_timesteps=20, num_inference_steps=2, embodiments=["aloha_sim"])
-    build_dataset(bags=[bag], output=d / "ds", image_size=(24, 32), progress=False)
-    policy = ActionChunkPolicy(cfg, stats=DatasetReader(d / "ds").meta.stats)
-    return save_checkpoint(policy, d / "ckpt")
+    build_dataset(bags=[bag], output=root / "ds", image_size=(24, 32), progress=False)
+    policy = ActionChunkPolicy(cfg, stats=DatasetReader(root / "ds").meta.stats)
+    return save_checkpoint(policy, root / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, bag):
+    return _checkpoint(tmp_path_factory.mktemp("ckpt"), bag, ["cam_high"])
+
+
+@pytest.fixture(scope="module")
+def lowdim_checkpoint(tmp_path_factory, bag):
+    return _checkpoint(tmp_path_factory.mktemp("ckpt_lowdim"), bag, [])
 
 
 def test_evaluate_bag_report_and_plots(bag, checkpoint, tmp_path):
@@ -49,7 +57,8 @@ def test_evaluate_bag_report_and_plots(bag, checkpoint, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
 
 
-def test_errors_match_a_hand_computation(bag, checkpoint, tmp_path):
+def test_errors_match_a_hand_computation(bag, lowdim_checkpoint, tmp_path):
+    checkpoint = lowdim_checkpoint
     build_dataset(bags=[bag], output=tmp_path / "ds", image_size=(24, 32), progress=False)
     report = run(checkpoint, tmp_path / "out", dataset=tmp_path / "ds", stride=7, seed=1,
                  plots=False, progress=False)
