@@ -179,7 +179,7 @@ def test_sqlite3_and_auto_episodes(ros, tmp_path):
         js = h.pub("/follower_left/joint_states", JointState)
         st = h.pub("/sim/episode_status", EpisodeStatus)
         h.wait_subscribed()
-        for seed in (1, 2):
+        for seed in (1, 2, 2):  # the second seed-2 episode: a reset with the same seed
             for i in range(10):
                 st.publish(EpisodeStatus(task="insertion", seed=seed, step=i,
                                          success=(seed == 1 and i >= 8)))
@@ -189,10 +189,10 @@ def test_sqlite3_and_auto_episodes(ros, tmp_path):
         h.spin(0.3)
         h.rec.shutdown()  # stops the open episode (seed 2)
         bags = sorted((tmp_path / "bags").iterdir())
-        assert len(bags) == 2
+        assert len(bags) == 3
         metas = [read_episode_metadata(b) for b in bags]
-        assert [m.notes for m in metas] == ["seed=1", "seed=2"]
-        assert [m.success for m in metas] == [True, False]
+        assert [m.notes for m in metas] == ["seed=1", "seed=2", "seed=2"]
+        assert [m.success for m in metas] == [True, False, False]
         assert metas[0].task == "insertion"
         assert (bags[0] / f"{bags[0].name}_0.db3").is_file() or list(bags[0].glob("*.db3"))
         with open_bag(bags[0]) as reader:

@@ -122,6 +122,7 @@ class RecorderNode(Node):
         self._last_bag: Path | None = None
         self._episode_count = 0
         self._status_key = None
+        self._last_step = 0
         self._success_since = None
 
         if self._use_sim_time:
@@ -265,7 +266,9 @@ class RecorderNode(Node):
 
     def _on_status(self, msg: EpisodeStatus) -> None:
         key = (msg.task, msg.seed)
-        new_episode = key != self._status_key or (self._recorder is None and msg.step <= 1)
+        # A new episode: another task/seed, or the step count going back (a reset, same seed).
+        new_episode = key != self._status_key or msg.step < self._last_step
+        self._last_step = msg.step
         if new_episode and not msg.success:
             if self._recorder is not None:
                 self.stop_episode()
