@@ -15,6 +15,7 @@ Publishers are reliable with a deep queue, which best-effort subscribers also ma
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ from std_msgs.msg import Bool
 
 from action_diffusion_policy.data.bags import BagError, open_bag
 from action_diffusion_policy.nodes.recorder_node import message_class
+
+PREFETCH = 256  # messages read ahead of the publishing thread
+_END_OF_BAG = object()
 
 
 def clock_message(ns: int) -> Clock:
@@ -50,8 +54,6 @@ class BagPlayerNode(Node):
             raise ValueError("parameter bag is empty: pass -p bag:=/path/to/bag")
         if self.rate <= 0:
             raise ValueError(f"parameter rate={self.rate}: must be > 0")
-        # Load the messages up front: timing must not depend on disk reads.
-        self.messages: list[tuple[str, int, bytes]] = []
         with open_bag(self.bag) as reader:
             types = {c.topic: c.msgtype for c in reader.connections}
             unknown = [t for t in topics if t not in types]
@@ -60,12 +62,13 @@ class BagPlayerNode(Node):
                     f"{self.bag}: topics not in the bag: {unknown} (has {sorted(types)})"
                 )
             wanted = set(topics) if topics else set(types)
-            conns = [c for c in reader.connections if c.topic in wanted]
-            for conn, stamp, raw in reader.messages(connections=conns):
-                self.messages.append((conn.topic, stamp, bytes(raw)))
-        if not self.messages:
+            self.total = sum(c.msgcount for c in reader.connections if c.topic in wanted)
+        if self.total == 0:
             raise BagError(f"{self.bag}: no messages to play")
-        self.messages.sort(key=lambda m: m[1])
+        self._wanted = wanted
+        # A reader thread streams messages into a bounded queue, so a bag larger than memory
+        # plays and disk reads never stall the timed publishing.
+        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {t: self.create_publisher(message_class(types[t]), t, qos) for t in wanted}
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
@@ -75,12 +78,48 @@ class BagPlayerNode(Node):
         self.finished = threading.Event()
         self.published = 0
         self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._reader = threading.Thread(target=self._read, name="bag_reader", daemon=True)
+        self._reader.start()
         self._thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
         self._thread.start()
         self.get_logger().info(
-            f"playing {len(self.messages)} messages of {len(self.pubs)} topics from {self.bag} "
+            f"playing {self.total} messages of {len(self.pubs)} topics from {self.bag} "
             f"at rate {self.rate}"
         )
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while True:
+                with open_bag(self.bag) as reader:
+                    conns = [c for c in reader.connections if c.topic in self._wanted]
+                    for conn, stamp, raw in reader.messages(connections=conns):
+                        if not self._put((conn.topic, stamp, bytes(raw))):
+                            return
+                if not self._put(_END_OF_BAG) or not self.loop:
+                    return
+        except BaseException as exc:  # a damaged bag: stop playing and say why
+            self.error = exc
+            self.get_logger().error(f"reading {self.bag} failed: {exc}")
+            self._put(_END_OF_BAG)
+            self.loop = False
+
+    def _next(self):
+        while not self._stop.is_set():
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
 
     def _sleep_until(self, wall: float, bag_now, cap_ns: int) -> bool:
         """Sleep until ``wall`` (monotonic), publishing /clock (never past ``cap_ns``, the next
@@ -98,14 +137,19 @@ class BagPlayerNode(Node):
     def _play(self) -> None:
         if self._stop.wait(self.start_delay):
             return
-        bag_start = self.messages[0][1]
         while True:
-            wall0 = time.monotonic()
+            item = self._next()
+            if item is None:
+                return
+            if item is _END_OF_BAG:  # empty loop: the reader failed
+                break
+            bag_start, wall0 = item[1], time.monotonic()
 
-            def bag_now(wall0=wall0):
+            def bag_now(wall0=wall0, bag_start=bag_start):
                 return bag_start + int((time.monotonic() - wall0) * self.rate * 1e9)
 
-            for topic, stamp, raw in self.messages:
+            while item is not _END_OF_BAG:
+                topic, stamp, raw = item
                 due = wall0 + (stamp - bag_start) / 1e9 / self.rate
                 if not self._sleep_until(due, bag_now, stamp):
                     return
@@ -113,6 +157,9 @@ class BagPlayerNode(Node):
                     self.clock_pub.publish(clock_message(stamp))
                 self.pubs[topic].publish(raw)
                 self.published += 1
+                item = self._next()
+                if item is None:
+                    return
             if not self.loop:
                 break
         self.done_pub.publish(Bool(data=True))
@@ -122,6 +169,7 @@ class BagPlayerNode(Node):
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._reader.join(timeout=5)
 
 
 def main(args=None) -> None:
