@@ -154,6 +154,21 @@ def test_message_type_mismatch_is_named(tmp_path):
                       action_source="next_state", progress=False)
 
 
+def test_camera_topic_of_wrong_type_is_named(tmp_path):
+    store = typestore()
+    path = write_synthetic_bag(tmp_path / "b", _stamps(0, 1, 50), _stamps(0, 1, 50))
+    bad = tmp_path / "cam_string"
+    with Writer(bad, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        c = w.add_connection("/cameras/cam_high/image_raw", "std_msgs/msg/String",
+                             typestore=store)
+        w.write(c, T0, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"),
+                                           "std_msgs/msg/String"))
+    with pytest.raises(BagError, match=r"/cameras/cam_high/image_raw has type "
+                                       r"std_msgs/msg/String, expected sensor_msgs/msg/Image"):
+        build_dataset(bags=[bad, path], output=tmp_path / "ds", embodiment="aloha_sim",
+                      progress=False)
+
+
 def test_truncated_bag_names_file_and_offset_and_writes_nothing(bag, tmp_path):
     good = write_synthetic_bag(tmp_path / "bags" / "ep1", _stamps(0, 1, 50), _stamps(0, 1, 50),
                                _stamps(0, 1, 30), _stamps(0, 1, 50))

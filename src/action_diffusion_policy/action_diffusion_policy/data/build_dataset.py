@@ -154,12 +154,20 @@ class DatasetBuilder:
     # ----------------------------------------------------------------- topic plan
     def _camera_plan(self, have: dict[str, str]) -> dict[str, tuple[str, str]]:
         """camera name -> (topic, type) in this bag: raw topic, else its /compressed variant."""
-        plan = {}
+        plan, wrong = {}, []
+        image_types = (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE)
         for name, topic in ea.camera_topics(self.mapper.embodiment).items():
-            if topic in have and have[topic] in (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE):
-                plan[name] = (topic, have[topic])
-            elif f"{topic}/compressed" in have:
-                plan[name] = (f"{topic}/compressed", have[f"{topic}/compressed"])
+            for candidate in (topic, f"{topic}/compressed"):
+                if candidate not in have:
+                    continue
+                if have[candidate] in image_types:
+                    plan[name] = (candidate, have[candidate])
+                    break
+                wrong.append(f"topic {candidate} has type {have[candidate]}, expected "
+                             f"{' or '.join(image_types)}")
+        if wrong and (self.cfg.cameras is None or
+                      any(c not in plan for c in self.cfg.cameras)):
+            raise BagError("; ".join(wrong))
         if self.cfg.cameras is not None:
             missing = [c for c in self.cfg.cameras if c not in plan]
             if missing:
