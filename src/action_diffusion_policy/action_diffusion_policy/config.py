@@ -76,18 +76,18 @@ class TransformerConfig:
 
 UNET_PRESETS: dict[str, UNetConfig] = {
     "tiny": UNetConfig(down_dims=(32, 64), kernel_size=3, n_groups=8, step_embed_dim=32),
-    "small": UNetConfig(down_dims=(64, 128, 256), kernel_size=5, n_groups=8, step_embed_dim=64),
+    "small": UNetConfig(down_dims=(64, 128, 256), kernel_size=3, n_groups=8, step_embed_dim=64),
     "reference": UNetConfig(down_dims=(256, 512, 1024), kernel_size=5, n_groups=8,
                             step_embed_dim=256),
 }
 DIT_PRESETS: dict[str, TransformerConfig] = {
     "tiny": TransformerConfig(hidden=64, depth=2, heads=4),
-    "small": TransformerConfig(hidden=256, depth=6, heads=8),
+    "small": TransformerConfig(hidden=192, depth=4, heads=6),
     "base": TransformerConfig(hidden=768, depth=12, heads=12),
 }
 RDT_PRESETS: dict[str, TransformerConfig] = {
     "tiny": TransformerConfig(hidden=64, depth=2, heads=4),
-    "small": TransformerConfig(hidden=256, depth=6, heads=8),
+    "small": TransformerConfig(hidden=192, depth=4, heads=6),
     "rdt-170m": TransformerConfig(hidden=1024, depth=14, heads=16),
     "rdt-1b": TransformerConfig(hidden=2048, depth=28, heads=32),
 }

@@ -83,6 +83,7 @@ class ActionChunkPolicy(nn.Module):
                                 token_dim, num_img_tokens, cfg.lang_dim, bcfg)
         self.head = make_head(cfg)
         self.inference_dtype = torch.float32
+        self.image_memory_format = torch.contiguous_format
 
     # ----------------------------------------------------------------------------------------
     # bookkeeping
@@ -117,12 +118,22 @@ class ActionChunkPolicy(nn.Module):
     def reset(self) -> None:
         """Start of an episode. The policy keeps no state between chunks; kept for the API."""
 
-    def to_inference_dtype(self, dtype: torch.dtype = torch.bfloat16) -> ActionChunkPolicy:
-        """Run encoders and backbone in ``dtype`` (normalizer and sampler math stay float32)."""
+    def to_inference_dtype(self, dtype: torch.dtype = torch.bfloat16,
+                           channels_last: bool = False) -> ActionChunkPolicy:
+        """Run encoders and backbone in ``dtype`` (normalizer and sampler math stay float32).
+
+        bfloat16 pays off only on CPUs with native bf16 matrix units (AVX512-BF16/AMX) and on
+        GPUs; elsewhere it is emulated and slower. ``channels_last`` switches the image encoder's
+        memory layout (often faster for larger images on CPU).
+        """
         for m in (self.image_encoder, self.backbone, self.lang_pool):
             if m is not None:
                 m.to(dtype)
         self.inference_dtype = dtype
+        if self.image_encoder is not None:
+            self.image_memory_format = (torch.channels_last if channels_last
+                                        else torch.contiguous_format)
+            self.image_encoder.to(memory_format=self.image_memory_format)
         return self
 
     # ----------------------------------------------------------------------------------------
@@ -161,6 +172,9 @@ class ActionChunkPolicy(nn.Module):
         if self.image_encoder is not None:
             n = images.shape[1]
             x = self._crop(images.reshape(b * n * t, *images.shape[3:]).to(dtype))
+            # Frames arrive HWC-strided; convolutions are ~2x slower on a layout that does not
+            # match the weights', so make it explicit.
+            x = x.contiguous(memory_format=self.image_memory_format)
             pooled, tokens = self.image_encoder(x)
             per_step.append(pooled.reshape(b, n, t, -1).permute(0, 2, 1, 3).reshape(b, t, -1))
             cond["img_tokens"] = tokens.reshape(b, -1, tokens.shape[-1])
