@@ -248,8 +248,10 @@ def run_training(config: str | os.PathLike | dict, dataset: str | os.PathLike,
         optimizer, lr_lambda(tcfg.warmup_steps, tcfg.steps), last_epoch=step - 1)
     model = policy
     if world > 1:
+        # With a language input, batches without it leave the language layers unused.
         model = torch.nn.parallel.DistributedDataParallel(
-            policy, device_ids=[local_rank] if device == "cuda" else None)
+            policy, device_ids=[local_rank] if device == "cuda" else None,
+            find_unused_parameters=pcfg.lang_dim > 0)
 
     main_proc = rank == 0
     if main_proc:
