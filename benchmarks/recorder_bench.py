@@ -130,6 +130,9 @@ def main() -> None:
     ap.add_argument("--compressed", action="store_true")
     ap.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--large-data", action="store_true",
+                    help="FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for all processes (shared memory "
+                         "+ TCP for user data instead of fragmented UDP)")
     ap.add_argument("--role", default="controller", help=argparse.SUPPRESS)
     ap.add_argument("--ready", help=argparse.SUPPRESS)
     ap.add_argument("--go", help=argparse.SUPPRESS)
@@ -140,6 +143,8 @@ def main() -> None:
         run_publisher(args)
         return
 
+    if args.large_data:
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
@@ -188,6 +193,7 @@ def main() -> None:
         result = {
             "duration_s": round(published["elapsed"], 2),
             "storage": args.storage,
+            "fastdds_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT"),
             "images": "jpeg CompressedImage" if args.compressed else "raw rgb8 640x480",
             "published": counts,
             "received_by_recorder": stop_report["received"],
