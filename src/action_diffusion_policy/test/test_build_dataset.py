@@ -154,6 +154,14 @@ def test_message_type_mismatch_is_named(tmp_path):
                       action_source="next_state", progress=False)
 
 
+def test_cameras_outside_the_embodiment_config_are_found(tmp_path):
+    js = _stamps(0, 1, 50)
+    bag = write_synthetic_bag(tmp_path / "zed", js, js, _stamps(0, 1, 30), None,
+                              camera_topics=("/zed/left/image_raw",))
+    build_dataset(bags=[bag], output=tmp_path / "ds", image_size=(24, 32), progress=False)
+    assert DatasetReader(tmp_path / "ds").meta.camera_names == ["left"]
+
+
 def test_camera_topic_of_wrong_type_is_named(tmp_path):
     store = typestore()
     path = write_synthetic_bag(tmp_path / "b", _stamps(0, 1, 50), _stamps(0, 1, 50))

@@ -153,7 +153,8 @@ class DatasetBuilder:
 
     # ----------------------------------------------------------------- topic plan
     def _camera_plan(self, have: dict[str, str]) -> dict[str, tuple[str, str]]:
-        """camera name -> (topic, type) in this bag: raw topic, else its /compressed variant."""
+        """camera name -> (topic, type) in this bag: the embodiment's camera topics (raw, else
+        their /compressed variant), then any other image topic, named after its topic."""
         plan, wrong = {}, []
         image_types = (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE)
         for name, topic in ea.camera_topics(self.mapper.embodiment).items():
@@ -168,6 +169,12 @@ class DatasetBuilder:
         if wrong and (self.cfg.cameras is None or
                       any(c not in plan for c in self.cfg.cameras)):
             raise BagError("; ".join(wrong))
+        # Image topics the embodiment config does not list (another robot's cameras): named
+        # after their topic, /a/cam_x/image_raw[/compressed] -> cam_x; raw preferred.
+        for topic, msgtype in sorted(have.items(), key=lambda kv: kv[0].endswith("compressed")):
+            name = ea.camera_name_from_topic(topic)
+            if msgtype in image_types and name not in plan:
+                plan[name] = (topic, msgtype)
         if self.cfg.cameras is not None:
             missing = [c for c in self.cfg.cameras if c not in plan]
             if missing:
@@ -356,7 +363,8 @@ class DatasetBuilder:
             read |= {topic, f"{topic}/compressed"}
         for bag in self.bags:
             with open_bag(bag) as reader:
-                total += sum(c.msgcount for c in reader.connections if c.topic in read)
+                total += sum(c.msgcount for c in reader.connections if c.topic in read
+                             or c.msgtype in (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE))
         meta = DatasetMeta(
             embodiment=self.mapper.name,
             control_frequency=float(self.frequency),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import sys
 from pathlib import Path
 
 import rclpy
@@ -293,7 +294,12 @@ class RecorderNode(Node):
 
 def main(args=None) -> None:
     rclpy.init(args=args)
-    node = RecorderNode()
+    try:
+        node = RecorderNode()
+    except (ValueError, BagError, OSError) as exc:
+        print(f"recorder_node: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        sys.exit(2)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
