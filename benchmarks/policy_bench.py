@@ -37,6 +37,9 @@ SAMPLERS = [  # (head, sampler, prediction_type, steps)
 ]
 
 
+JIT = True  # traced denoising step (ActionChunkPolicy.enable_jit), the recommended CPU path
+
+
 def make_policy(backbone: str, size: str, head, image_size, cameras=CAMERAS) -> ActionChunkPolicy:
     h, sampler, pred, steps = head
     cfg = PolicyConfig(backbone=backbone, size=size, head=h, sampler=sampler,
@@ -44,7 +47,7 @@ def make_policy(backbone: str, size: str, head, image_size, cameras=CAMERAS) -> 
                        num_inference_steps=steps, horizon=HORIZON, n_obs_steps=N_OBS,
                        camera_names=list(cameras), image_size=image_size,
                        state_slots=STATE_SLOTS, action_slots=STATE_SLOTS)
-    return ActionChunkPolicy(cfg).eval()
+    return ActionChunkPolicy(cfg).eval().enable_jit(JIT)
 
 
 def make_obs(policy: ActionChunkPolicy, seed: int = 0) -> Observation:
@@ -117,8 +120,11 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="*", default=["tiny", "small"])
     ap.add_argument("--quick", action="store_true", help="only DDIM/Euler rows; 5 repeats")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-jit", action="store_true", help="eager denoising steps")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args()
+    global JIT
+    JIT = not a.no_jit
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     repeats = 5 if a.quick else a.repeats
@@ -159,10 +165,10 @@ def main() -> None:
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": a.threads,
                     "torch": torch.__version__, "matmul_gflops": gflops},
-        "horizon": HORIZON, "n_obs_steps": N_OBS, "cameras": len(CAMERAS),
+        "horizon": HORIZON, "n_obs_steps": N_OBS, "cameras": len(CAMERAS), "jit": JIT,
         "rows": rows, "reference": reference,
     }
-    text = json.dumps(result, indent=1)
+    text = json.dumps(result)
     print(text)
     if a.out:
         with open(a.out, "w") as f:

@@ -12,9 +12,12 @@ the cached condition (transformers cache the cross-attention keys/values).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
 from action_diffusion_policy.heads import make_head
@@ -24,6 +27,28 @@ from action_diffusion_policy.models.rdt import RDT
 from action_diffusion_policy.models.unet1d import ConditionalUnet1D
 from action_diffusion_policy.normalizer import Normalizer
 from action_diffusion_policy.types import Observation, PolicySpec
+
+
+class _TracedStep(nn.Module):
+    """backbone(x, t, ctx) with the context flattened to tensors, so torch.jit.trace can record
+    one denoising step; non-tensor leaves (None masks) are baked in."""
+
+    def __init__(self, backbone: nn.Module, ctx: dict):
+        super().__init__()
+        self.backbone = backbone
+        leaves, self.spec = tree_flatten(ctx)
+        self.tensor_pos = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+        self.consts = [None if isinstance(v, torch.Tensor) else v for v in leaves]
+
+    @staticmethod
+    def tensors(ctx: dict) -> list[torch.Tensor]:
+        return [v for v in tree_flatten(ctx)[0] if isinstance(v, torch.Tensor)]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        leaves = list(self.consts)
+        for pos, v in zip(self.tensor_pos, tensors):
+            leaves[pos] = v
+        return self.backbone(x, t, tree_unflatten(leaves, self.spec))
 
 
 def _crop_size(cfg: PolicyConfig) -> tuple[int, int] | None:
@@ -84,6 +109,8 @@ class ActionChunkPolicy(nn.Module):
         self.head = make_head(cfg)
         self.inference_dtype = torch.float32
         self.image_memory_format = torch.contiguous_format
+        self.jit = False
+        self._traced: dict = {}
 
     # ----------------------------------------------------------------------------------------
     # bookkeeping
@@ -130,11 +157,40 @@ class ActionChunkPolicy(nn.Module):
             if m is not None:
                 m.to(dtype)
         self.inference_dtype = dtype
+        self._traced.clear()
         if self.image_encoder is not None:
             self.image_memory_format = (torch.channels_last if channels_last
                                         else torch.contiguous_format)
             self.image_encoder.to(memory_format=self.image_memory_format)
         return self
+
+    def enable_jit(self, enabled: bool = True) -> ActionChunkPolicy:
+        """Trace the denoising step with torch.jit for inference (about 2x fewer CPU overheads
+        per step for small models; traced once per input-shape signature, checked against eager
+        on first use). Training never uses the traced step."""
+        self.jit = enabled
+        self._traced.clear()
+        return self
+
+    def _step_fn(self, ctx: dict, x: torch.Tensor, t: torch.Tensor):
+        eager = lambda x, t: self.backbone(x, t, ctx)  # noqa: E731
+        if not self.jit or self.training or torch.is_grad_enabled():
+            return eager
+        tensors = _TracedStep.tensors(ctx)
+        key = (tuple(x.shape), t.dtype, *((tuple(v.shape), v.dtype) for v in tensors))
+        traced = self._traced.get(key)
+        if traced is None:
+            wrapper = _TracedStep(self.backbone, ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(wrapper, (x, t, *tensors), check_trace=False)
+            ok = torch.allclose(traced(x, t, *tensors).float(), eager(x, t).float(),
+                                atol=1e-3, rtol=1e-3)
+            traced = traced if ok else False  # eager fallback for this signature
+            self._traced[key] = traced
+        if traced is False:
+            return eager
+        return lambda x, t: traced(x, t, *tensors)
 
     # ----------------------------------------------------------------------------------------
     # shared core
@@ -257,7 +313,10 @@ class ActionChunkPolicy(nn.Module):
         noise = noise.to(self.device).float().reshape(b, self.config.horizon, -1)
         ctx = self.backbone.prepare_condition(cond)
         dtype = cond["global"].dtype
-        return self.head.sample(lambda x, t: self.backbone(x.to(dtype), t, ctx), noise)
+        t0 = torch.zeros(b, device=noise.device,
+                         dtype=torch.long if self.config.head == "ddpm" else torch.float32)
+        step = self._step_fn(ctx, noise.to(dtype), t0)
+        return self.head.sample(lambda x, t: step(x.to(dtype), t), noise)
 
     # ----------------------------------------------------------------------------------------
     # single observation (runtime)

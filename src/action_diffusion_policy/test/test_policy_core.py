@@ -196,6 +196,26 @@ def test_condition_is_encoded_once_per_chunk(monkeypatch):
     assert calls == {"encode": 1, "kv": 1, "step": 5}
 
 
+@pytest.mark.parametrize("head", [HEADS[0], HEADS[3]], ids=["ddim", "flow"])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_jit_traced_step_matches_eager(backbone, head):
+    torch.manual_seed(0)
+    cfg = lowdim_config(backbone, head, lang_dim=8 if backbone == "rdt" else 0)
+    policy = ActionChunkPolicy(cfg, make_stats(cfg))
+    perturb(policy)
+    obs = make_obs(cfg)
+    noise = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    eager = policy.predict_chunk(obs, noise)
+    policy.enable_jit()
+    np.testing.assert_allclose(policy.predict_chunk(obs, noise), eager, atol=1e-5)
+    assert policy._traced and all(v is not False for v in policy._traced.values())
+    obs.lang_embedding = None  # another context signature: traced again, still correct
+    policy.enable_jit(False)
+    eager = policy.predict_chunk(obs, noise)
+    policy.enable_jit()
+    np.testing.assert_allclose(policy.predict_chunk(obs, noise), eager, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------
 # bad input
 
