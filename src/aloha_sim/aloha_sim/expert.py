@@ -88,6 +88,29 @@ def yaw_only(rot: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- kinematics
+# Null-space regularization of the IK: forearm_roll (joint 3) pulled weakly towards 0.
+ROLL_SELECT = np.eye(6)[[3]]
+ROLL_REST_WEIGHT = 0.05
+
+# Half-turn about the gripper's x (approach) axis: the two fingers swap places, which grasps
+# the same way.
+GRIPPER_HALF_TURN = np.diag([1.0, -1.0, -1.0])
+
+
+def nearest_symmetric(target: Pose, current_rot: np.ndarray) -> Pose:
+    """``target`` or its gripper-symmetric twin, whichever is the smaller rotation away.
+
+    Without this the IK reaches a target turned by pi about the approach axis by swinging
+    forearm_roll and wrist_rotate through pi: a violent motion, and demonstrations whose joint
+    trajectories jump between two equivalent branches, which a policy cannot learn well.
+    """
+    twin = target.rot @ GRIPPER_HALF_TURN
+    # trace(R_a^T R_b) grows as the rotation between a and b shrinks.
+    if np.trace(current_rot.T @ twin) > np.trace(current_rot.T @ target.rot):
+        return Pose(target.pos, twin)
+    return target
+
+
 class ArmKinematics:
     """Forward and inverse kinematics of both arms' tips on a private MjData."""
 
@@ -135,7 +158,12 @@ class ArmKinematics:
                 break
             mujoco.mj_jac(self.model, self.data, self._jacp, self._jacr, tip.pos, idx.gripper_body)
             jac = np.vstack([self._jacp[:, idx.qvel[:6]], rot_weight * self._jacr[:, idx.qvel[:6]]])
-            step = jac.T @ np.linalg.solve(jac @ jac.T + damping**2 * np.eye(6), err)
+            # Near wrist_angle = 0 the forearm_roll and wrist_rotate axes line up, and plain
+            # DLS lets them counter-rotate towards +-pi. A weak pull of forearm_roll to 0
+            # (extra least-squares rows) pins that null space; the tip error barely changes.
+            a = np.vstack([jac, ROLL_REST_WEIGHT * ROLL_SELECT])
+            b = np.concatenate([err, ROLL_REST_WEIGHT * (0.0 - q[ROLL_SELECT.argmax(1)])])
+            step = np.linalg.solve(a.T @ a + damping**2 * np.eye(6), a.T @ b)
             q = np.clip(q + step, lo, hi)
         return q
 
@@ -385,7 +413,7 @@ class ScriptedExpert:
             self._start[arm] = (start_step, end_pose, end_finger)
             ctx.planned[arm] = end_pose
             target = segment.target(ctx) if segment.target is not None else end_pose
-            self._end[arm] = (target, segment.finger)
+            self._end[arm] = (nearest_symmetric(target, end_pose.rot), segment.finger)
 
 
 def run_episode(env, expert: ScriptedExpert, seed: int, steps: int | None = None) -> bool:
