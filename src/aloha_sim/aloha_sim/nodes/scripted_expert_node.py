@@ -28,7 +28,12 @@ from std_msgs.msg import Float64MultiArray
 from action_diffusion_msgs.msg import EpisodeStatus
 from aloha_sim.env import ARMS, JOINT_NAMES, TASKS
 from aloha_sim.expert import ScriptedExpert
-from aloha_sim.nodes.conversions import command_msg, joint_positions_from_msg, status_from_msg
+from aloha_sim.nodes.conversions import (
+    command_msg,
+    joint_positions_from_msg,
+    stamp_to_ns,
+    status_from_msg,
+)
 from aloha_sim.nodes.sim_node import STATUS_TOPIC, command_topic, joint_state_topic
 
 LOG_THROTTLE_S = 2.0
@@ -46,6 +51,7 @@ class ScriptedExpertNode(Node):
         self.expert: ScriptedExpert | None = None
         self._episode: tuple[int, int] | None = None  # (seed, last step)
         self._joints: dict[str, np.ndarray] = {}
+        self._joint_stamps_ns: dict[str, int] = {}
         self.published = 0
         self.restarts = 0
         self._pubs = {
@@ -74,6 +80,7 @@ class ScriptedExpertNode(Node):
             )
             return
         self._joints[arm] = positions
+        self._joint_stamps_ns[arm] = stamp_to_ns(msg.header.stamp)
 
     def _on_status(self, msg: EpisodeStatus) -> None:
         status = status_from_msg(msg)
@@ -96,6 +103,11 @@ class ScriptedExpertNode(Node):
             or status.seed != self._episode[0]
             or status.step < self._episode[1]
         ):
+            # The plan starts from the arms' pose: joint states from before the reset (they
+            # travel on other topics and may arrive after the new episode's status) would
+            # start it from the old episode's pose. Wait for fresh ones; the next status retries.
+            if min(self._joint_stamps_ns.values()) < status.stamp_ns:
+                return
             self.expert.reset(status.seed)
             self.restarts += 1
             self.get_logger().info(f"episode seed {status.seed}: plan restarted")
