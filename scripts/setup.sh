@@ -34,16 +34,22 @@ stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$STAMPS"; echo "$2" >"$STAMPS/$1"; }
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" >>"$LOG" 2>&1; }
 
-# --- Python ---------------------------------------------------------------------------------
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-  fail "need CPython 3.11 (ROS 2 Jazzy wheels are cp311); '$PYTHON' is $("$PYTHON" --version 2>&1 || echo missing)" \
-    "install Python 3.11 and run again with PYTHON=/path/to/python3.11"
-fi
-
 SYSTEM_ROS=0
 if [ -n "${ROS_DISTRO:-}" ]; then
   SYSTEM_ROS=1
   step "system ROS 2 '$ROS_DISTRO' is sourced: building against it, no ROS wheels installed"
+fi
+
+# --- Python ---------------------------------------------------------------------------------
+if [ "$SYSTEM_ROS" = 1 ]; then
+  # The system's rclpy was built for its own Python (3.12 on Ubuntu 24.04): use that one.
+  if ! "$PYTHON" -c 'import rclpy' >/dev/null 2>&1; then
+    fail "'$PYTHON' cannot import the sourced ROS 2's rclpy" \
+      "run with PYTHON set to the interpreter ROS 2 '$ROS_DISTRO' was built for (usually /usr/bin/python3)"
+  fi
+elif ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  fail "need CPython 3.11 (ROS 2 Jazzy wheels are cp311); '$PYTHON' is $("$PYTHON" --version 2>&1 || echo missing)" \
+    "install Python 3.11 and run again with PYTHON=/path/to/python3.11"
 fi
 
 # --- venv -----------------------------------------------------------------------------------

@@ -49,3 +49,16 @@ def test_unreachable_registry_names_the_step(tmp_path):
     assert "Traceback" not in result.stderr
     # The failed step left no stamp, so the next run redoes it.
     assert not (tmp_path / ".venv" / ".stamps" / "ros").exists()
+
+
+def test_system_ros_needs_an_interpreter_with_its_rclpy(tmp_path):
+    # A sourced ROS 2 (ROS_DISTRO set) is built for its own Python, whatever its version; one
+    # that cannot import rclpy is named, with the fix.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(ROS_DISTRO="jazzy", PYTHON="/usr/bin/python3")
+    result = subprocess.run(
+        ["bash", str(copy_setup(tmp_path))], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "cannot import the sourced ROS 2's rclpy" in result.stderr
+    assert "system ROS 2 'jazzy' is sourced" in result.stdout
