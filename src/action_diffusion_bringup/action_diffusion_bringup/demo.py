@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from action_diffusion_bringup import description
+from action_diffusion_bringup.chunk_plot import ChunkRecord, plot_chunks_vs_commands
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.run import BringupRunner
 
@@ -122,6 +123,20 @@ class DemoClient:
                 ActionChunk, description.ACTION_CHUNK_TOPIC, self._on_chunk, 10
             )
         self.chunks = 0  # ActionChunks seen (policy mode), to report that the policy acted
+        # Episode 1's chunks and executed commands, for the chunks-vs-commands plot.
+        self.chunk_records: list[ChunkRecord] = []
+        self._episode_start = 0.0  # sim time of the last reset
+        self.command_log: dict[str, list[tuple[float, np.ndarray]]] = {"left": [], "right": []}
+        if policy:
+            from std_msgs.msg import Float64MultiArray
+
+            for arm in ("left", "right"):
+                self.node.create_subscription(
+                    Float64MultiArray,
+                    f"/follower_{arm}/commands/joint_positions",
+                    lambda msg, arm=arm: self._on_command(arm, msg),
+                    10,
+                )
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
@@ -131,8 +146,33 @@ class DemoClient:
         with contextlib.suppress(Exception):  # the executor shuts down under it at the end
             self.executor.spin()
 
-    def _on_chunk(self, _msg) -> None:
+    def _on_chunk(self, msg) -> None:
         self.chunks += 1
+        if not self.recording:
+            return
+        slots = np.asarray(msg.slot_indices, dtype=np.int64)
+        actions = np.asarray(msg.actions, dtype=np.float32).reshape(int(msg.horizon), len(slots))
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self._lock:
+            if stamp > self._episode_start:
+                self.chunk_records.append(
+                    ChunkRecord(stamp, float(msg.step_period), slots, actions)
+                )
+
+    def _sim_time(self) -> float | None:
+        status = self.status
+        if status is None:
+            return None
+        return status.header.stamp.sec + status.header.stamp.nanosec * 1e-9
+
+    def _on_command(self, arm: str, msg) -> None:
+        # Commands carry no stamp: time them by the sim's latest status (within one tick).
+        if not self.recording:
+            return
+        with self._lock:
+            now = self._sim_time()
+            if now is not None:
+                self.command_log[arm].append((now, np.asarray(msg.data, dtype=np.float64)))
 
     def _on_status(self, msg) -> None:
         with self._lock:
@@ -168,6 +208,11 @@ class DemoClient:
         seed = self._call(self.reset_client, request, timeout).seed
         if self.policy_reset_client is not None:
             self._call(self.policy_reset_client, request, timeout)
+        with self._lock:
+            # The plot shows this episode only: nothing conditioned on, or sent in, the last one.
+            self._episode_start = self._sim_time() or 0.0
+            self.chunk_records.clear()
+            self.command_log = {"left": [], "right": []}
         return seed
 
     def ready(self) -> bool:
@@ -247,6 +292,31 @@ def write_video(frames: list[np.ndarray], stamps: list[float], path: Path) -> fl
     return fps
 
 
+def write_chunk_plot(client: DemoClient, path: Path) -> Path | None:
+    """Episode 1's chunks against the commands sent, both arms, in unified units."""
+    left, right = client.command_log["left"], client.command_log["right"]
+    n = min(len(left), len(right))
+    if not client.chunk_records or n == 0:
+        return None
+    from unified_action_space import layout, load_embodiment
+
+    embodiment = load_embodiment(description.SIM_EMBODIMENT, kinematics=False)
+    unified = embodiment.actions_from_commands(
+        {"left": np.stack([c for _, c in left[:n]]), "right": np.stack([c for _, c in right[:n]])}
+    )
+    slots = [int(i) for i in embodiment.action_slots]
+    times = np.asarray([t for t, _ in left[:n]])
+    return plot_chunks_vs_commands(
+        client.chunk_records,
+        times,
+        unified[:, slots],
+        slots,
+        [layout.slot_name(i) for i in slots],
+        path,
+        title=f"{TASK}, episode 1: predicted chunks (thin) vs executed commands (red)",
+    )
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
@@ -318,6 +388,9 @@ def main(argv=None) -> int:
             client.close()
             rclpy.try_shutdown()
         frames, stamps = client.frames, client.frame_stamps
+        plot = write_chunk_plot(client, artifacts / f"demo_{TASK}_chunks.png")
+        if plot is not None:
+            print(f"[demo] predicted chunks vs executed commands, episode 1: {plot}")
     if frames:
         video = artifacts / f"demo_{TASK}.mp4"
         fps = write_video(frames, stamps, video)
