@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: help setup build demo test test-all lint bench clean
+.PHONY: help setup build demo pipeline test test-all lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -17,6 +17,9 @@ build: setup  ## same as setup (kept for muscle memory)
 
 demo: setup  ## the main job: transfer-cube in the sim, closed loop through the ROS nodes
 	@$(ENV) && bash scripts/demo.sh
+
+pipeline: setup  ## demos as bags -> dataset -> training -> closed-loop evaluation -> results/ (TASK=...)
+	@$(ENV) && bash scripts/pipeline.sh
 
 test: setup  ## lint, then every test except those marked slow
 	@$(ENV) && ruff check . && python -m pytest -m "not slow" $(PYTEST_ARGS)
