@@ -27,7 +27,7 @@ def load_runs(paths: list[Path]) -> tuple[list[dict], list[dict]]:
         data.setdefault("_file", str(path))
         if data.get("kind") == "closed_loop":
             closed.append(data)
-        elif "per_slot" in data or data.get("kind") == "offline":
+        elif "per_slot" in data and "mae" in data:
             offline.append(data)
         else:
             raise SystemExit(
@@ -60,19 +60,19 @@ def closed_loop_table(runs: list[dict]) -> list[str]:
 
 
 def offline_table(reports: list[dict]) -> list[str]:
+    """One row per `evaluate_offline` report.json (its keys: mae, rmse, mae_per_horizon_step)."""
     lines = [
-        "| checkpoint | data | MAE (all slots, all steps) | RMSE "
+        "| checkpoint | held-out data | predictions | MAE (all slots, all steps) | RMSE "
         "| MAE at step 0 | MAE at last step |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in reports:
-        overall = r.get("overall", {})
-        by_step = r.get("mae_by_step") or overall.get("mae_by_step") or []
+        by_step = r.get("mae_per_horizon_step") or [float("nan")]
+        source = ", ".join(Path(str(p)).name for p in r.get("input") or [r.get("data", "?")])
         lines.append(
-            f"| `{str(r.get('checkpoint_id', '?'))[:12]}` | {Path(str(r.get('source', '?'))).name} "
-            f"| {overall.get('mae', float('nan')):.4f} | {overall.get('rmse', float('nan')):.4f} "
-            f"| {by_step[0] if by_step else float('nan'):.4f} "
-            f"| {by_step[-1] if by_step else float('nan'):.4f} |"
+            f"| `{str(r.get('checkpoint_id', '?'))[:12]}` | {source} ({r.get('episodes', '?')} "
+            f"episodes) | {r.get('steps', '?')} | {r['mae']:.4f} | {r['rmse']:.4f} "
+            f"| {by_step[0]:.4f} | {by_step[-1]:.4f} |"
         )
     return lines
 

@@ -92,9 +92,13 @@ def test_report_tables_every_run(tmp_path):
         json.dumps(
             {
                 "checkpoint_id": "abcdef0123456789",
-                "source": "/x/heldout",
+                "input": ["/x/heldout"],
+                "episodes": 3,
+                "steps": 90,
                 "per_slot": {},
-                "overall": {"mae": 0.0125, "rmse": 0.02, "mae_by_step": [0.01, 0.03]},
+                "mae": 0.0125,
+                "rmse": 0.02,
+                "mae_per_horizon_step": [0.01, 0.03],
             }
         )
     )
@@ -105,7 +109,9 @@ def test_report_tables_every_run(tmp_path):
     )
     assert "| temporal_ensembling | **75%** (3/4)" in md
     assert "31 / 55" in md and "deadbee" in md
-    assert "0.0125" in md and "0.0300" in md
+    assert (
+        "| `abcdef012345` | heldout (3 episodes) | 90 | 0.0125 | 0.0200 | 0.0100 | 0.0300 |" in md
+    )
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert len(data["closed_loop"]) == 2 and len(data["offline"]) == 1
 
