@@ -50,6 +50,23 @@ def sim_overrides(cameras: list[str], real_time_factor: float, steps: int) -> di
     }
 
 
+def recorder_topics(cameras: list[str]) -> dict:
+    """Recorder parameters that record exactly ``cameras`` (none: no image topic at all, so
+    the dataset builder does not meet camera topics that never carried a message)."""
+    if cameras:
+        return {"camera_topics": [f"/cameras/{c}/image_raw" for c in cameras]}
+    from action_diffusion_policy.data import embodiment_adapter as ea
+
+    defaults = ea.record_topics(ea.load(description.SIM_EMBODIMENT), False, ea.UNIFIED_STATE_TOPIC)
+    return {
+        "topics": [
+            f"{topic}:{msgtype}"
+            for topic, msgtype in defaults.items()
+            if msgtype not in (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE)
+        ]
+    }
+
+
 def call_trigger(client, node, timeout: float = 10.0) -> str:
     from std_srvs.srv import Trigger
 
@@ -114,10 +131,7 @@ def main(argv=None) -> int:
         print(f"[collect] error: {error}", file=sys.stderr)
         return 2
     specs = with_parameters(specs, "sim", **sim_overrides(cameras, options.real_time_factor, steps))
-    if cameras:
-        specs = with_parameters(
-            specs, "recorder", camera_topics=[f"/cameras/{c}/image_raw" for c in cameras]
-        )
+    specs = with_parameters(specs, "recorder", **recorder_topics(cameras))
     log_path = bag_dir / "collect_nodes.log"
     print(
         f"[collect] {options.episodes} scripted-expert episode(s) of {options.task} from seed "

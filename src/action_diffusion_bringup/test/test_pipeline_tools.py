@@ -32,6 +32,16 @@ def test_sim_overrides_render_nothing_for_a_low_dim_policy():
     assert with_cam["real_time_factor"] == 2.0 and with_cam["episode_length"] == 450
 
 
+def test_recorder_topics_without_cameras_record_no_image_topic():
+    topics = collect.recorder_topics([])["topics"]
+    assert any(t.startswith("/follower_left/joint_states:") for t in topics)
+    assert any(t.startswith("/sim/episode_status:") for t in topics)
+    assert not any("Image" in t for t in topics)
+    assert collect.recorder_topics(["cam_high"]) == {
+        "camera_topics": ["/cameras/cam_high/image_raw"]
+    }
+
+
 def test_collect_refuses_a_non_empty_bag_dir(tmp_path, capsys):
     (tmp_path / "old_bag").mkdir()
     assert collect.main(["--bag-dir", str(tmp_path), "--episodes", "1"]) == 2
