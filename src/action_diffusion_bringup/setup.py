@@ -14,6 +14,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/embodiments", glob("config/embodiments/*.yaml")),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.md")),
+        (f"share/{PACKAGE}/checkpoints/transfer_cube", glob("checkpoints/transfer_cube/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -32,12 +32,11 @@ from action_diffusion_bringup.chunk_plot import ChunkRecord, plot_chunks_vs_comm
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.run import BringupRunner
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# Paths a user sees are shown relative to where make/demo runs (the workspace root).
+REPO_ROOT = Path.cwd()
 # The checkpoint the demo runs once the end-to-end pipeline ships one (switching is this line).
-DEFAULT_CHECKPOINT = (
-    REPO_ROOT / "src" / "action_diffusion_bringup" / "checkpoints" / "transfer_cube"
-)
-ARTIFACTS = REPO_ROOT / "artifacts"
+DEFAULT_CHECKPOINT = description.checkpoints_dir() / "transfer_cube"
+ARTIFACTS = Path("artifacts")  # under the working directory, as the README says
 TASK = "transfer_cube"
 CAMERA_TOPIC = "/cameras/cam_high/image_raw"
 STATUS_TOPIC = "/sim/episode_status"
@@ -71,7 +70,12 @@ def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
         Path(checkpoint).expanduser().resolve() == DEFAULT_CHECKPOINT
         and not (DEFAULT_CHECKPOINT / "config.json").is_file()
     ):
-        reason = f"no trained checkpoint at {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)} yet"
+        shown = (
+            DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)
+            if DEFAULT_CHECKPOINT.is_relative_to(REPO_ROOT)
+            else DEFAULT_CHECKPOINT
+        )
+        reason = f"no trained checkpoint at {shown} yet"
     else:
         path = description.check_checkpoint(checkpoint)
         return (

@@ -437,25 +437,44 @@ def describe(
 # --- files ------------------------------------------------------------------------------------
 
 
-def source_config_dir() -> Path:
-    """config/ of this package in the source tree (colcon --symlink-install links to it)."""
-    return Path(__file__).resolve().parent.parent / "config"
+def _source_dir(name: str) -> Path:
+    """``name``/ of this package in the source tree (colcon --symlink-install links to it)."""
+    return Path(__file__).resolve().parent.parent / name
 
 
-def config_dir() -> Path:
-    """config/ of the installed package when ament knows it, else of the source tree."""
+def _share_dir(name: str) -> Path:
+    """``name``/ of the installed package when ament knows it, else of the source tree.
+
+    The installed copy is what a user's `ros2 launch`, `make demo` from a fresh clone or the
+    docker image sees; the module itself may be an installed copy, so no path is derived from
+    the source tree unless ament does not know the package.
+    """
     try:
         from ament_index_python.packages import (
             PackageNotFoundError,
             get_package_share_directory,
         )
     except ImportError:  # plain Python without ament: the source tree is all there is
-        return source_config_dir()
+        return _source_dir(name)
     try:
-        installed = Path(get_package_share_directory(PACKAGE)) / "config"
+        installed = Path(get_package_share_directory(PACKAGE)) / name
     except PackageNotFoundError:
-        return source_config_dir()
-    return installed if installed.is_dir() else source_config_dir()
+        return _source_dir(name)
+    return installed if installed.is_dir() else _source_dir(name)
+
+
+def source_config_dir() -> Path:
+    return _source_dir("config")
+
+
+def config_dir() -> Path:
+    """config/ of the installed package when ament knows it, else of the source tree."""
+    return _share_dir("config")
+
+
+def checkpoints_dir() -> Path:
+    """checkpoints/ shipped with this package (the trained policies `make demo` runs)."""
+    return _share_dir("checkpoints")
 
 
 def parameter_file_paths(spec: NodeSpec, directory: Path | None = None) -> list[Path]:

@@ -29,8 +29,6 @@ from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.run import BringupRunner
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 class EvalClient(DemoClient):
     """The demo's client, also keeping each chunk's inference latency."""
@@ -65,7 +63,6 @@ def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,
