@@ -9,7 +9,7 @@ What drives the arms: the policy node + action executor when a trained checkpoin
 (DEFAULT_CHECKPOINT, or DEMO_CHECKPOINT / --checkpoint); until then the scripted expert node,
 which commands the follower arms on the same topics. The demo prints which one it is.
 
-Environment: DEMO_EPISODES (default 5), DEMO_SEED (first seed, default 0), DEMO_CHECKPOINT
+Environment: DEMO_EPISODES (default 5), DEMO_SEED (first seed, default 1000), DEMO_CHECKPOINT
 (a checkpoint directory, or "none" to force the scripted expert).
 """
 
@@ -213,10 +213,12 @@ class DemoClient:
         if self.policy_reset_client is not None:
             self._call(self.policy_reset_client, request, timeout)
         with self._lock:
-            # The plot shows this episode only: nothing conditioned on, or sent in, the last one.
-            self._episode_start = self._sim_time() or 0.0
-            self.chunk_records.clear()
-            self.command_log = {"left": [], "right": []}
+            if self.recording:
+                # The plot shows this episode only: nothing conditioned on, or sent in, the
+                # previous one; later episodes leave it alone.
+                self._episode_start = self._sim_time() or 0.0
+                self.chunk_records.clear()
+                self.command_log = {"left": [], "right": []}
         return seed
 
     def ready(self) -> bool:
@@ -324,7 +326,8 @@ def write_chunk_plot(client: DemoClient, path: Path) -> Path | None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("DEMO_SEED", 0)))
+    # Seeds from 1000 on: the shipped policy never saw them (its demonstrations used 0-49).
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("DEMO_SEED", 1000)))
     parser.add_argument(
         "--checkpoint", default=os.environ.get("DEMO_CHECKPOINT", str(DEFAULT_CHECKPOINT))
     )
