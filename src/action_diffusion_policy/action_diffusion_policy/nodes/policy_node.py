@@ -112,6 +112,9 @@ class PolicyNode(LifecycleNode):
         p("stamp_tolerance", 0.05)
         p("future_tolerance", 0.1)
         p("torch_threads", 0)  # 0 = torch's default
+        # Traced denoising step (ActionChunkPolicy.enable_jit): fewer per-step CPU overheads,
+        # checked against eager on first use and falls back to eager where they differ.
+        p("jit", True)
         p("autostart", True)
 
         self._lock = threading.Lock()
@@ -177,6 +180,7 @@ class PolicyNode(LifecycleNode):
             torch.set_num_threads(threads)
         self.embodiment = emb = load_embodiment(self._param("embodiment"))
         self.policy = load_policy(checkpoint, device=self._param("device"))
+        self.policy.enable_jit(bool(self._param("jit")))
         self.spec = spec = self.policy.spec
         steps = int(self._param("num_inference_steps"))
         if steps > 0:
