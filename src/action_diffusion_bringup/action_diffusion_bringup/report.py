@@ -44,17 +44,19 @@ def _fmt_ms(value) -> str:
 def closed_loop_table(runs: list[dict]) -> list[str]:
     lines = [
         "| task | policy | observation | executor strategy | success | episodes "
-        "| chunk latency p50 / p95 (ms) | checkpoint |",
-        "|---|---|---|---|---|---|---|---|",
+        "| chunk latency p50 / p95 (ms) | checkpoint | result file |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(runs, key=lambda r: (r["task"], r["policy"]["name"], r["strategy"])):
+    for r in sorted(
+        runs, key=lambda r: (r["task"], r["policy"]["name"], r["strategy"], r["_file"])
+    ):
         lat = r.get("latency_ms") or {}
         lines.append(
             f"| {r['task']} | {r['policy']['name']} | {r['policy']['observation']} "
             f"| {r['strategy']} | **{r['success_rate']:.0%}** ({r['successes']}/{r['episodes']}) "
             f"| seeds {r['seeds'][0]}..{r['seeds'][-1]} "
             f"| {_fmt_ms(lat.get('p50'))} / {_fmt_ms(lat.get('p95'))} "
-            f"| `{r['policy']['checkpoint_id'][:12]}` |"
+            f"| `{r['policy']['checkpoint_id'][:12]}` | {Path(r['_file']).name} |"
         )
     return lines
 
