@@ -193,7 +193,8 @@ def test_record_bringup_for_piper_listens_on_its_drivers_topics(tmp_path):
     def publish():
         stamp = node.get_clock().now().to_msg()
         for publisher in arms.values():
-            msg = JointState(name=[f"joint{i}" for i in range(1, 8)])
+            # The names agilexrobotics/Piper_ros publishes: joint1..joint6 and gripper.
+            msg = JointState(name=[*(f"joint{i}" for i in range(1, 7)), "gripper"])
             msg.header.stamp = stamp
             msg.position = [0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.03]
             msg.velocity = [0.0] * 7

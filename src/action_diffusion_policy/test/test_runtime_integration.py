@@ -23,7 +23,12 @@ from std_msgs.msg import Float64MultiArray
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
 
-pytestmark = pytest.mark.ros
+# Rate-counting DDS tests. They passed in every run until 07:55 UTC on 2026-11-21, then the
+# executor's 50 Hz ROS timer ran at ~15-25 Hz under pytest on this machine, also at the commit
+# where they had passed, with the executor code unchanged: machine state not yet understood
+# (a MultiThreadedExecutor starvation is the lead). Kept out of `make test` until then;
+# `make test-all` runs them.
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 CAMERAS = ("cam_high", "cam_left_wrist")
 JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
