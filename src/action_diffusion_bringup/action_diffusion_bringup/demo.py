@@ -30,6 +30,7 @@ import numpy as np
 from action_diffusion_bringup import description
 from action_diffusion_bringup.chunk_plot import ChunkRecord, plot_chunks_vs_commands
 from action_diffusion_bringup.description import BringupError
+from action_diffusion_bringup.report import write_atomic
 from action_diffusion_bringup.run import BringupRunner
 
 # Paths a user sees are shown relative to where make/demo runs (the workspace root).
@@ -415,7 +416,7 @@ def main(argv=None) -> int:
         "video": str(video) if video else None,
         "results": [asdict(r) for r in results],
     }
-    (artifacts / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(artifacts / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     print(
         f"[demo] {TASK} success rate: {successes}/{len(results)} = {rate:.0%} "
         f"(driven by {driver.split(':')[0]})"

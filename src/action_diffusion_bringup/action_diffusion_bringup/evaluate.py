@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from action_diffusion_bringup import description
 from action_diffusion_bringup.collect import EPISODE_STEPS, sim_overrides, with_parameters
 from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
 from action_diffusion_bringup.description import BringupError
+from action_diffusion_bringup.report import write_atomic
 from action_diffusion_bringup.run import BringupRunner
 
 
@@ -192,9 +192,7 @@ def main(argv=None) -> int:
         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "per_episode": episodes,
     }
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(report, indent=1) + "\n")
     print(
         f"[evaluate] {options.task} {policy['name']} {options.strategy}: success "
         f"{successes}/{len(episodes)} = {successes / len(episodes):.0%}; "
