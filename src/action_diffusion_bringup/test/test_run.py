@@ -138,8 +138,12 @@ def test_runner_brings_up_the_sim_with_the_expert_and_stops_cleanly():
             "".join(output[-40:]),
         )
         assert received["/unified_state"][-1].embodiment == d.SIM_EMBODIMENT
-        names = {name for name, _ns in node.get_node_names_and_namespaces()}
-        assert {"sim", "unified_state", "scripted_expert"} <= names
+        # Node names reach the graph by discovery, which can lag the first messages.
+        def names():
+            return {name for name, _ns in node.get_node_names_and_namespaces()}
+
+        expected = {"sim", "unified_state", "scripted_expert"}
+        assert spin_until(executor, lambda: expected <= names(), 10.0), names()
 
         # Parameters reached the nodes: the inline ones and those of the YAML files.
         spec = d.describe("sim", d.parse_launch_args(given))[0]
