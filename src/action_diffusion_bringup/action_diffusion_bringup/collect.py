@@ -22,7 +22,7 @@ from pathlib import Path
 from action_diffusion_bringup import description
 from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
 from action_diffusion_bringup.description import BringupError, NodeSpec
-from action_diffusion_bringup.run import BringupRunner
+from action_diffusion_bringup.run import BringupRunner, claim_private_domain
 
 EPISODE_STEPS = {"transfer_cube": 400, "insertion": 450}
 
@@ -127,6 +127,7 @@ def main(argv=None) -> int:
                 "bag_dir": str(bag_dir),
             },
         )
+        domain = claim_private_domain()
     except BringupError as error:
         print(f"[collect] error: {error}", file=sys.stderr)
         return 2
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
     log_path = bag_dir / "collect_nodes.log"
     print(
         f"[collect] {options.episodes} scripted-expert episode(s) of {options.task} from seed "
-        f"{options.seed} into {bag_dir} (cameras: {', '.join(cameras) or 'none'})"
+        f"{options.seed} into {bag_dir} (cameras: {', '.join(cameras) or 'none'}), "
+        f"ROS domain {domain}"
     )
     import rclpy
     from std_srvs.srv import Trigger

@@ -27,7 +27,7 @@ from action_diffusion_bringup.collect import EPISODE_STEPS, sim_overrides, with_
 from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.report import write_atomic
-from action_diffusion_bringup.run import BringupRunner
+from action_diffusion_bringup.run import BringupRunner, claim_private_domain
 
 
 class EvalClient(DemoClient):
@@ -121,6 +121,7 @@ def main(argv=None) -> int:
                 "strategy": options.strategy,
             },
         )
+        domain = claim_private_domain()
     except BringupError as error:
         print(f"[evaluate] error: {error}", file=sys.stderr)
         return 2
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
     log_path = out.with_suffix(".nodes.log")
     print(
         f"[evaluate] {policy['name']} ({policy['observation']}) on {options.task}, "
-        f"{options.strategy}, {len(options.seeds)} seeds {options.seeds[0]}..{options.seeds[-1]}"
+        f"{options.strategy}, {len(options.seeds)} seeds {options.seeds[0]}..{options.seeds[-1]}, "
+        f"ROS domain {domain}"
     )
     import rclpy
     from tqdm import tqdm

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +32,47 @@ from action_diffusion_bringup import description
 from action_diffusion_bringup.description import BringupError, NodeSpec
 
 _POLL_PERIOD_S = 0.1
+
+# Domains the self-contained sim runners (collect, evaluate, demo) claim when the user set none.
+# Tests use 1-100 and the bag tools 101-200 (conftest.py, testing/make_sample_bag.py).
+PRIVATE_DOMAINS = range(201, 233)  # Fast DDS's port formula allows domain ids up to 232
+_claimed_domain_locks: list = []  # open lock files: closing one releases its domain
+
+
+def claim_private_domain(env: MutableMapping[str, str] | None = None) -> str:
+    """Give this run a ROS domain of its own unless the user chose one; return the domain id.
+
+    Two sim runs in the same domain see each other's topics: one run's sim and policy answer
+    the other's resets and commands, and both fail in ways that look like a bad policy. When
+    ROS_DOMAIN_ID is unset, a domain from PRIVATE_DOMAINS is locked for the life of this
+    process (an flock, released by the kernel even on SIGKILL) and discovery is kept on this
+    host. Set ROS_DOMAIN_ID to watch the run from rviz or `ros2 topic`.
+    """
+    import fcntl
+    import random
+    import tempfile
+
+    env = os.environ if env is None else env
+    if env.get("ROS_DOMAIN_ID"):
+        return env["ROS_DOMAIN_ID"]
+    candidates = list(PRIVATE_DOMAINS)
+    random.shuffle(candidates)
+    for domain in candidates:
+        path = Path(tempfile.gettempdir()) / f"action_diffusion_ros_domain_{domain}.lock"
+        handle = open(path, "a")  # noqa: SIM115 (held open: the lock lives as long as the process)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed_domain_locks.append(handle)
+        env["ROS_DOMAIN_ID"] = str(domain)
+        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        return str(domain)
+    raise BringupError(
+        f"all ROS domains {PRIVATE_DOMAINS.start}-{PRIVATE_DOMAINS.stop - 1} are taken by "
+        "other sim runs on this machine; set ROS_DOMAIN_ID to choose one"
+    )
 
 
 def executable_path(spec: NodeSpec) -> Path:

@@ -249,3 +249,40 @@ def test_sigterm_is_forwarded_and_nothing_is_left_behind(tmp_path):
     assert "recorder ready" in text, text
     assert len(pids) == 2 and code == 0, text
     assert not any(alive(pid) for pid in pids)
+
+
+# --- private ROS domains for the sim runners ------------------------------------------------------
+
+
+def test_claim_private_domain_respects_the_users_choice():
+    env = {"ROS_DOMAIN_ID": "7"}
+    assert run.claim_private_domain(env) == "7"
+    assert env == {"ROS_DOMAIN_ID": "7"}  # discovery range untouched too
+
+
+def test_concurrent_runs_get_different_private_domains():
+    first, second = {}, {}
+    a = run.claim_private_domain(first)
+    b = run.claim_private_domain(second)
+    assert a != b
+    assert int(a) in run.PRIVATE_DOMAINS and int(b) in run.PRIVATE_DOMAINS
+    assert first["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    # Another process sees both domains taken while this one holds them.
+    # Another process can claim every other free domain, never these two, and then gets a
+    # clear error (other sim runs on the machine may hold some domains too).
+    probe = (
+        "import sys\n"
+        "from action_diffusion_bringup import run\n"
+        "got = set()\n"
+        "try:\n"
+        "    while True:\n"
+        "        got.add(run.claim_private_domain({}))\n"
+        "except run.BringupError as error:\n"
+        "    print(error)\n"
+        "assert not (got & set(sys.argv[1:])), got\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, a, b], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "set ROS_DOMAIN_ID" in out.stdout
