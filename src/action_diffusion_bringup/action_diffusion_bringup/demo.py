@@ -31,7 +31,7 @@ from action_diffusion_bringup import description
 from action_diffusion_bringup.chunk_plot import ChunkRecord, plot_chunks_vs_commands
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.report import write_atomic
-from action_diffusion_bringup.run import BringupRunner
+from action_diffusion_bringup.run import BringupRunner, claim_private_domain
 
 # Paths a user sees are shown relative to where make/demo runs (the workspace root).
 REPO_ROOT = Path.cwd()
@@ -43,6 +43,7 @@ CAMERA_TOPIC = "/cameras/cam_high/image_raw"
 STATUS_TOPIC = "/sim/episode_status"
 RESET_SERVICE = "/sim/reset"
 POLICY_RESET_SERVICE = "/policy/reset_episode"
+EXECUTOR_RESET_SERVICE = "/action_executor/reset"
 POLICY_STATE_SERVICE = "/policy/get_state"  # lifecycle_msgs/GetState of the policy node
 EPISODE_STEPS = 400  # transfer-cube episode length of the ACT sim tasks (8 s at 50 Hz)
 
@@ -116,12 +117,18 @@ class DemoClient:
         # is ready once its lifecycle state is active (configured with the checkpoint loaded).
         self.policy_reset_client = None
         self.policy_state_client = None
+        self.executor_reset_client = None
         self._policy_active = False
         self._state_request = None
         if policy:
             from lifecycle_msgs.srv import GetState
+            from std_srvs.srv import Trigger
 
             self._GetState = GetState
+            self._Trigger = Trigger
+            # The executor drops the last episode's chunks (also those still in flight) and
+            # restarts from the reset arms, instead of driving them back to the old pose.
+            self.executor_reset_client = self.node.create_client(Trigger, EXECUTOR_RESET_SERVICE)
             self.policy_reset_client = self.node.create_client(ResetEpisode, POLICY_RESET_SERVICE)
             self.policy_state_client = self.node.create_client(GetState, POLICY_STATE_SERVICE)
             self.node.create_subscription(
@@ -205,12 +212,14 @@ class DemoClient:
             time.sleep(0.01)
         response = future.result()
         if not response.success:
-            raise RuntimeError(f"{client.srv_name} refused seed {request.seed}: {response.message}")
+            raise RuntimeError(f"{client.srv_name} refused: {response.message}")
         return response
 
     def reset(self, seed: int, timeout: float) -> int:
         request = self._ResetEpisode.Request(seed=seed, use_seed=True)
         seed = self._call(self.reset_client, request, timeout).seed
+        if self.executor_reset_client is not None:
+            self._call(self.executor_reset_client, self._Trigger.Request(), timeout)
         if self.policy_reset_client is not None:
             self._call(self.policy_reset_client, request, timeout)
         with self._lock:
@@ -225,6 +234,8 @@ class DemoClient:
     def ready(self) -> bool:
         """The sim offers its reset service and, with a policy, the policy node is active."""
         if not self.reset_client.service_is_ready():
+            return False
+        if self.executor_reset_client and not self.executor_reset_client.service_is_ready():
             return False
         if self.policy_state_client is None or self._policy_active:
             return True
@@ -350,6 +361,7 @@ def main(argv=None) -> int:
         given, driver = choose_driver(options.checkpoint)
         given.update(task=TASK, strategy=options.strategy, use_sim_time="true")
         specs = description.describe("sim", given)
+        domain = claim_private_domain()
     except BringupError as error:
         print(f"[demo] error: {error}", file=sys.stderr)
         return 2
@@ -358,6 +370,7 @@ def main(argv=None) -> int:
     log_path = artifacts / "demo_nodes.log"
     print(f"[demo] task: {TASK}, {options.episodes} episode(s) from seed {options.seed}")
     print(f"[demo] driven by: {driver}")
+    print(f"[demo] ROS domain: {domain} (set ROS_DOMAIN_ID to choose one)")
     print(f"[demo] nodes: {', '.join(s.name for s in specs)} (their output: {log_path})")
 
     import rclpy

@@ -76,3 +76,26 @@ def test_time_jump_back_clears_chunks():
     ex.tick(100.0)
     _, status = ex.tick(0.0)  # sim restarted
     assert ex.time_jumps_back == 1 and status.hold_reason == "no_chunks"
+
+
+def test_new_episode_drops_old_chunks_and_restarts_from_the_reset_arms():
+    ex = core()
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(1.0, 0.1, SLOTS, np.full((50, 2), 0.9))  # last episode: arms going to 0.9
+    for t in (1.0, 1.1, 1.2):
+        last, _ = ex.tick(t)
+    np.testing.assert_allclose(last, [0.3, 0.8])
+    ex.new_episode(2.0)
+    # Nothing until the reset arms are measured: not the last episode's command.
+    command, status = ex.tick(2.0)
+    assert command is None and status.hold_reason == "no_state"
+    # A chunk observed before the reset (in flight during it) is refused, a new one accepted.
+    assert ex.add_chunk(1.95, 0.1, SLOTS, np.full((50, 2), 0.9)) == "rejected_before_reset"
+    assert ex.rejected_before_reset == 1
+    ex.set_measured([-0.5, 0.1])
+    command, status = ex.tick(2.1)
+    np.testing.assert_allclose(command, [-0.5, 0.1])  # holds the reset arms
+    assert status.hold_reason == "no_chunks"
+    assert ex.add_chunk(2.1, 0.1, SLOTS, np.full((50, 2), 0.0)) == "accepted"
+    command, _ = ex.tick(2.2)
+    np.testing.assert_allclose(command, [-0.4, 0.0])  # from the reset arms, step-limited

@@ -17,6 +17,9 @@ Publishes:
   ``/diagnostics`` diagnostic_msgs/DiagnosticArray, 1 Hz.
 Services:
   ``~/enable`` std_srvs/SetBool; disabled, it commands nothing.
+  ``~/reset``  std_srvs/Trigger, call it after resetting the scene: drops every chunk
+               (also those observed before the call and still in flight) and restarts from
+               the next measured state.
 Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensembling |
 receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
 0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
@@ -35,7 +38,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk, UnifiedState
 from action_diffusion_policy.runtime import conversions as cv
@@ -116,6 +119,7 @@ class ActionExecutorNode(Node):
         self.create_subscription(ActionChunk, CHUNK_TOPIC, self._on_chunk, QoSProfile(depth=10))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/reset", self._on_reset)
 
         self._tick_wall: deque[float] = deque(maxlen=int(self.rate * 5) + 2)
         self._last_status = None
@@ -169,7 +173,12 @@ class ActionExecutorNode(Node):
         result = self.core.add_chunk(
             chunk.stamp, chunk.step_period, chunk.slot_indices, chunk.actions
         )
-        if result != "accepted":
+        if result == "rejected_before_reset":
+            self.get_logger().info(
+                f"chunk {chunk.sequence} observed before the last reset; dropped",
+                throttle_duration_sec=2.0,
+            )
+        elif result != "accepted":
             self.get_logger().warn(
                 f"chunk {chunk.sequence} from {chunk.checkpoint_id or '?'} {result} "
                 f"(chunk slots {chunk.slot_indices.tolist()}, embodiment {self.embodiment.name} "
@@ -181,6 +190,15 @@ class ActionExecutorNode(Node):
         self.core.set_enabled(request.data)
         response.success = True
         response.message = "enabled" if request.data else "disabled: commanding nothing"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_reset(self, request, response):
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self.core.new_episode(now)
+        self._joint_states.clear()  # the next complete measured state restarts the commands
+        response.success = True
+        response.message = f"chunks cleared at t={now:.3f} s; restarting from the measured state"
         self.get_logger().info(response.message)
         return response
 
@@ -227,6 +245,7 @@ class ActionExecutorNode(Node):
             "commands_published": str(self._n_published),
             "hold_ticks": str(self._n_hold_ticks),
             "state_errors": str(self._state_errors),
+            "chunks_rejected_before_reset": str(self.core.rejected_before_reset),
             **{f"chunks_{k}": str(v) for k, v in self.core.ensembler.counters.items()},
         }
         level = DiagnosticStatus.OK

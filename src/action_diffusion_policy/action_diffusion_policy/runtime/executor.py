@@ -62,9 +62,14 @@ class ExecutorCore:
         self.measured: np.ndarray | None = None
         self._last_chunk_stamp = -math.inf
         self._last_now = -math.inf
+        self._episode_start = -math.inf
+        self.rejected_before_reset = 0
         self.time_jumps_back = 0
 
     def add_chunk(self, stamp_s: float, step_period_s: float, slot_indices, actions) -> str:
+        if stamp_s < self._episode_start:  # computed before new_episode(): in flight then
+            self.rejected_before_reset += 1
+            return "rejected_before_reset"
         result = self.ensembler.add_chunk(stamp_s, step_period_s, slot_indices, actions)
         if result == "accepted":
             self._last_chunk_stamp = max(self._last_chunk_stamp, stamp_s)
@@ -89,9 +94,18 @@ class ExecutorCore:
         self.enabled = bool(enabled)
 
     def reset(self) -> None:
-        """Forget chunks (new episode, time jumped back)."""
+        """Forget chunks (time jumped back)."""
         self.ensembler.clear()
         self._last_chunk_stamp = -math.inf
+
+    def new_episode(self, now_s: float) -> None:
+        """The scene was reset: forget chunks, refuse any observed before ``now_s`` (still in
+        flight from the last episode), and restart the step limiter from the next measured
+        state instead of walking the arms back to the last episode's final command."""
+        self.reset()
+        self._episode_start = float(now_s)
+        self.measured = None
+        self.limiter.last = None
 
     def tick(self, now_s: float) -> tuple[np.ndarray | None, TickStatus]:
         status = TickStatus(enabled=self.enabled)
