@@ -165,6 +165,8 @@ class SimNode(Node):
         if not request.use_seed:
             seed = int(np.random.default_rng().integers(0, 2**31 - 1))
         self.env.reset(seed)
+        # The reset state gets a fresh stamp: subscribers drop a repeated stamp as out of order.
+        self.sim_ns += STEP_NS
         self._publish_state()
         response.success = True
         response.seed = seed
