@@ -27,13 +27,15 @@ STEPS = 400
 PERIOD = 0.02
 
 
-def run_episode(env, policy, embodiment, seed, every, strategy) -> tuple[bool, int]:
+def run_episode(env, policy, embodiment, seed, every, strategy, latency=0) -> tuple[bool, int]:
     spec = policy.spec
     env.reset(seed)
     ensembler = ChunkEnsembler(
         embodiment.action_slots, EnsemblerConfig(strategy=strategy), horizon=spec.horizon
     )
     states, poses = [], []
+    hold = None
+    pending = []  # (step it reaches the executor, stamp, actions): a policy that thinks
     for step in range(STEPS):
         joints = {a: (JOINT_NAMES, env.joint_positions(a), env.joint_velocities(a)) for a in ARMS}
         values, mask = embodiment.state_from_joint_states(joints)
@@ -48,8 +50,14 @@ def run_episode(env, policy, embodiment, seed, every, strategy) -> tuple[bool, i
                 env_state=np.stack([poses[i] for i in window]) if spec.env_state_dim else None,
                 control_frequency=1.0 / PERIOD,
             )
-            ensembler.add_chunk(step * PERIOD, PERIOD, spec.action_slots, policy.predict_chunk(obs))
+            pending.append((step + latency, step * PERIOD, policy.predict_chunk(obs)))
+        while pending and pending[0][0] <= step:
+            _, stamp, actions = pending.pop(0)
+            ensembler.add_chunk(stamp, PERIOD, spec.action_slots, actions)
         action, _ = ensembler.action_at(step * PERIOD)
+        if action is None:  # the first chunk is still on its way: hold where the arms are
+            action = np.asarray(values)[spec.action_slots] if hold is None else hold
+        hold = action
         commands = embodiment.commands_from_actions(action[None], slot_indices=spec.action_slots)
         env.step({arm: c[0] for arm, c in commands.items()})
         if env.success:
@@ -63,6 +71,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=50, help="seeds 1000.. (as evaluate)")
     parser.add_argument("--every", type=int, default=5, help="control steps between chunks")
     parser.add_argument("--strategy", default="temporal_ensembling")
+    parser.add_argument(
+        "--latency", type=int, default=0, help="control steps from observation to chunk arrival"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,7 +85,7 @@ def main() -> int:
     env = AlohaSimEnv("transfer_cube", render_size=None)
     start = time.perf_counter()
     results = [
-        run_episode(env, policy, embodiment, 1000 + i, args.every, args.strategy)
+        run_episode(env, policy, embodiment, 1000 + i, args.every, args.strategy, args.latency)
         for i in range(args.seeds)
     ]
     successes = sum(ok for ok, _ in results)
@@ -85,6 +96,7 @@ def main() -> int:
                 "seeds": [1000, 1000 + args.seeds - 1],
                 "every": args.every,
                 "strategy": args.strategy,
+                "latency_steps": args.latency,
                 "successes": successes,
                 "success_rate": successes / len(results),
                 "rewards": [r for _, r in results],
