@@ -326,11 +326,13 @@ def _candidate_nodes(
         cameras_remapped: tuple[tuple[str, str], ...] = ()
         recorder_files: tuple[str, ...] = ("recorder.yaml",)
         policy_files: tuple[str, ...] = ("policy.yaml", "sim.yaml")
+        state_files: tuple[str, ...] = ("unified_state.yaml", "sim.yaml")
     else:
         embodiment = ROBOT_EMBODIMENTS[args["robot"]]
         cameras_remapped = camera_remappings(camera_topics(args["robot"], directory))
         recorder_files = ("recorder.yaml", "real.yaml")
         policy_files = ("policy.yaml",)
+        state_files = ("unified_state.yaml",)
     embodiment_param = (("embodiment", embodiment),)
     bag_dir = str(Path(args["bag_dir"]).expanduser().resolve())
     recorder = NodeSpec(
@@ -355,7 +357,7 @@ def _candidate_nodes(
         "unified_action_space",
         "unified_state_node",
         "unified_state",
-        parameter_files=("unified_state.yaml",),
+        parameter_files=state_files,
         parameters=(*embodiment_param, *sim_time),
     )
     if bringup == "record":

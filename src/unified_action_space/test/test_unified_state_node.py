@@ -202,3 +202,52 @@ def test_bad_embodiment_parameter_fails_with_known_names():
     )  # fmt: skip
     assert proc.returncode == 2
     assert "unknown embodiment 'nope'" in proc.stderr and "aloha_sim" in proc.stderr
+
+
+def test_publish_on_inputs_one_state_per_complete_step():
+    h = Harness([("embodiment", "aloha_sim"), ("fk", False), ("publish_on", "inputs"),
+                 ("stale_timeout", 5.0), ("diagnostics_period", 0.2)])  # fmt: skip
+    try:
+        step = 20_000_000
+        # Left arm at step 1, right still at step 0: nothing yet (no mix of two steps).
+        h.publish("left", Q_LEFT, 0)
+        h.publish("right", Q_RIGHT, 0)
+        assert h.spin_until(lambda: len(h.states) == 1)
+        h.publish("left", Q_LEFT + 0.1, step)
+        h.spin_until(lambda: False, timeout=0.3)
+        assert len(h.states) == 1
+        h.publish("right", Q_RIGHT + 0.1, step)
+        assert h.spin_until(lambda: len(h.states) == 2)
+        values, _, _, _, stamp = unified_state_from_msg(h.states[-1])
+        assert stamp == step
+        expected, _ = h.node.embodiment.state_from_joint_states(
+            {"left": (NAMES, Q_LEFT + 0.1, None), "right": (NAMES, Q_RIGHT + 0.1, None)}, fk=False
+        )
+        np.testing.assert_allclose(values, expected, atol=1e-6)
+        # A repeated step (stamps not advanced by 3/4 of a period) is not published again.
+        h.publish("left", Q_LEFT, step + 1_000_000)
+        h.publish("right", Q_RIGHT, step + 1_000_000)
+        h.spin_until(lambda: False, timeout=0.3)
+        assert len(h.states) == 2
+        # Each complete next step is published once, as it completes.
+        for k in range(2, 6):
+            h.publish("left", Q_LEFT, k * step)
+            h.publish("right", Q_RIGHT, k * step)
+            assert h.spin_until(lambda k=k: len(h.states) == k + 1)
+        stamps = [unified_state_from_msg(m)[4] for m in h.states]
+        assert stamps == [0, step, 2 * step, 3 * step, 4 * step, 5 * step]
+    finally:
+        h.close()
+
+
+def test_bad_publish_on_parameter_fails():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ValueError, match="publish_on='sometimes'"):
+            UnifiedStateNode(
+                context=context,
+                parameter_overrides=[rclpy.parameter.Parameter("publish_on", value="sometimes")],
+            )
+    finally:
+        rclpy.shutdown(context=context)

@@ -3,6 +3,10 @@
 Parameters:
     embodiment (str): shipped embodiment name or path to a YAML (default "aloha_sim").
     rate (float): publish rate in Hz; 0 = the embodiment's control frequency.
+    publish_on (str): "timer" publishes the latest joint states every 1/rate; "inputs" publishes
+        as soon as every arm has sent a joint state since the last publication and the newest
+        stamp advanced by at least 3/4 of 1/rate: one state per control step with no timer
+        delay and no mix of one arm's new and the other's previous message.
     stale_timeout (float): seconds without a joint state before an arm counts as stale.
     fk (bool): fill the end-effector slots by forward kinematics when the embodiment has a model.
     diagnostics_period (float): seconds between /diagnostics reports.
@@ -34,6 +38,7 @@ from unified_action_space.embodiment import (
 from unified_action_space.nodes.conversions import joint_state_to_arrays, unified_state_to_msg
 
 UNIFIED_STATE_TOPIC = "/unified_state"
+PUBLISH_MODES = ("timer", "inputs")
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 2.0
 
@@ -57,6 +62,7 @@ class UnifiedStateNode(Node):
         self.declare_parameter("rate", 0.0, number)
         self.declare_parameter("stale_timeout", 0.5, number)
         self.declare_parameter("fk", True)
+        self.declare_parameter("publish_on", "timer")
         self.declare_parameter("diagnostics_period", 1.0, number)
         get = self._param
 
@@ -66,6 +72,14 @@ class UnifiedStateNode(Node):
         if rate <= 0:
             raise ValueError(f"parameter rate={rate}: must be > 0 (or 0 for the control rate)")
         self.stale_timeout_ns = int(float(get("stale_timeout")) * 1e9)
+        self.publish_on = str(get("publish_on"))
+        if self.publish_on not in PUBLISH_MODES:
+            raise ValueError(
+                f"parameter publish_on={self.publish_on!r}: use one of {PUBLISH_MODES}"
+            )
+        self._min_stamp_step_ns = int(0.75e9 / rate)
+        self._fresh: set[str] = set()  # arms heard from since the last publication
+        self._last_stamp_ns: int | None = None
         self.fk = bool(get("fk"))
 
         self._latest: dict[str, _ArmInput] = {}
@@ -96,6 +110,14 @@ class UnifiedStateNode(Node):
         names, positions, velocities, stamp_ns = joint_state_to_arrays(msg)
         now = self.get_clock().now().nanoseconds
         self._latest[arm] = _ArmInput(names, positions, velocities, stamp_ns, now)
+        if self.publish_on == "inputs":
+            self._fresh.add(arm)
+            if len(self._fresh) == len(self.embodiment.arms) and (
+                self._last_stamp_ns is None
+                or max(a.stamp_ns for a in self._latest.values())
+                >= self._last_stamp_ns + self._min_stamp_step_ns
+            ):
+                self._publish()
 
     def _arm_problems(self, now_ns: int) -> dict[str, tuple[int, str]]:
         problems = {}
@@ -114,6 +136,20 @@ class UnifiedStateNode(Node):
         return problems
 
     def _tick(self) -> None:
+        if self.publish_on == "timer":
+            self._publish()
+            return
+        # publish_on inputs: the timer only watches for missing and stale arms.
+        problems = self._arm_problems(self.get_clock().now().nanoseconds)
+        if problems:
+            self._problems = problems
+            text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
+            self.get_logger().warning(
+                f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+
+    def _publish(self) -> None:
         now = self.get_clock().now().nanoseconds
         problems = self._arm_problems(now)
         if problems:
@@ -140,6 +176,8 @@ class UnifiedStateNode(Node):
             return
         self._problems = {}
         stamp = max(arm_in.stamp_ns for arm_in in self._latest.values())
+        self._fresh.clear()
+        self._last_stamp_ns = stamp
         emb = self.embodiment
         self._pub.publish(
             unified_state_to_msg(values, mask, emb.name, emb.control_frequency, stamp)
