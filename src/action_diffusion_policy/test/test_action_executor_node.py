@@ -1,29 +1,31 @@
 """action_executor over real DDS: chunks in, per-arm commands out, within limits; hold on
 timeout; NaN chunks never executed; ~/enable."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk
-from action_diffusion_policy.nodes.action_executor import ActionExecutorNode
 from action_diffusion_policy.runtime import conversions as cv
+from unified_action_space import load_embodiment
 
-# Rate-counting DDS tests. They passed in every run until 07:55 UTC on 2026-11-21, then the
-# executor's 50 Hz ROS timer ran at ~15-25 Hz under pytest on this machine, also at the commit
-# where they had passed, with the executor code unchanged: machine state not yet understood
-# (a MultiThreadedExecutor starvation is the lead). Kept out of `make test` until then;
-# `make test-all` runs them.
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+# The executor runs in its own process, as on a robot. Its rate is what it measures of its own
+# ticks (/diagnostics): counted here, it is the harness's throughput, which on a busy 2-core
+# machine fell to 15-25 messages/s while the node kept 50 Hz.
+pytestmark = pytest.mark.ros
 
 JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
           "left_finger", "right_finger"]  # fmt: skip
@@ -31,7 +33,9 @@ HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.03, -0.03]
 
 
 class Harness(Node):
-    def __init__(self):
+    """What the robot and the policy node do around the executor, and what it sends back."""
+
+    def __init__(self, sim_time: bool = False):
         super().__init__("executor_harness")
         self.chunk_pub = self.create_publisher(ActionChunk, "/policy/action_chunk", 10)
         self.js_pubs = {
@@ -44,9 +48,12 @@ class Harness(Node):
                 Float64MultiArray,
                 f"/follower_{arm}/commands/joint_positions",
                 lambda msg, a=arm: self.received[a].append((time.monotonic(), list(msg.data))),
-                50,
+                100,
             )
-        self.create_timer(0.02, self._publish_joint_states)
+        self.diagnostics: dict[str, str] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        if not sim_time:
+            self.create_timer(0.02, self._publish_joint_states)
 
     def _publish_joint_states(self):
         for pub in self.js_pubs.values():
@@ -54,31 +61,64 @@ class Harness(Node):
             msg.header.stamp = self.get_clock().now().to_msg()
             pub.publish(msg)
 
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith("action_executor"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def call(self, srv_type, name, request):
+        client = self.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10.0), f"{name} not offered"
+        future = client.call_async(request)
+        assert wait_for(future.done), f"{name} did not answer"
+        return future.result()
+
+
+def start_executor(tmp_path, **params) -> subprocess.Popen:
+    """The executor node as its own process, as `ros2 run` would start it."""
+    args = [sys.executable, "-m", "action_diffusion_policy.nodes.action_executor", "--ros-args"]
+    for key, value in {"embodiment": "aloha_sim", **params}.items():
+        args += ["-p", f"{key}:={value}"]
+    log = (tmp_path / "executor.log").open("w")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+
+
+def stop_executor(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
 
 @pytest.fixture
-def graph():
-    rclpy.init()
-    executor_node = ActionExecutorNode(
-        parameter_overrides=[
-            Parameter("embodiment", value="aloha_sim"),
-            Parameter("chunk_timeout", value=0.3),
-        ]
-    )
-    harness = Harness()
-    ex = MultiThreadedExecutor(num_threads=2)
-    ex.add_node(executor_node)
-    ex.add_node(harness)
-    thread = threading.Thread(target=ex.spin, daemon=True)
-    thread.start()
-    yield executor_node, harness
-    ex.shutdown()
-    executor_node.destroy_node()
-    harness.destroy_node()
-    rclpy.shutdown()
-    thread.join(timeout=5)
+def harness_factory(tmp_path):
+    """Start the executor process and a harness spun in a thread; stop both afterwards."""
+    started = []
+
+    def make(sim_time=False, **params):
+        proc = start_executor(tmp_path, **params)
+        rclpy.init()
+        harness = Harness(sim_time=sim_time)
+        spinner = SingleThreadedExecutor()
+        spinner.add_node(harness)
+        thread = threading.Thread(target=spinner.spin, daemon=True)
+        thread.start()
+        started.append((proc, harness, spinner, thread))
+        return proc, harness
+
+    yield make
+    for proc, harness, spinner, thread in started:
+        spinner.shutdown()
+        harness.destroy_node()
+        rclpy.shutdown()
+        thread.join(timeout=5)
+        stop_executor(proc)
 
 
 def wait_for(pred, timeout=10.0):
@@ -96,11 +136,13 @@ def chunk_msg(emb, stamp, values, horizon=64, seq=0):
     return cv.chunk_to_msg(chunk, ActionChunk)
 
 
-def test_executor_commands_holds_and_enables(graph):
-    node, harness = graph
-    emb = node.embodiment
+def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
+    proc, harness = harness_factory(chunk_timeout=0.3)
+    emb = load_embodiment("aloha_sim", kinematics=False)
+    log = tmp_path / "executor.log"
     # Holds the measured state before any chunk (gripper 0.03 m comes back as 0.03 m).
-    assert wait_for(lambda: len(harness.received["left"]) > 10)
+    started = wait_for(lambda: len(harness.received["left"]) > 10, timeout=30.0)
+    assert started, log.read_text()[-2000:]
     np.testing.assert_allclose(harness.received["left"][-1][1], HOME[:7], atol=1e-6)
 
     # A chunk far outside the limits: commands move toward it at most v_max * dt per tick
@@ -113,8 +155,12 @@ def test_executor_commands_holds_and_enables(graph):
     got = harness.received["right"][start:]
     t = np.array([g[0] for g in got])
     cmds = np.array([g[1] for g in got])
-    assert 1.5 * 40 < len(got) < 1.5 * 60, len(got)  # about 50 Hz
-    assert np.median(np.diff(t)) == pytest.approx(0.02, abs=0.005)
+    # 50 Hz as the node measures its own ticks (its /diagnostics, a 5 s window); what arrived
+    # here in 1.5 s never exceeds that, and a busy harness may only fall a little behind.
+    assert wait_for(lambda: "rate_hz" in harness.diagnostics, timeout=3.0)
+    assert 45.0 <= float(harness.diagnostics["rate_hz"]) <= 55.0, harness.diagnostics
+    assert 0.6 * 75 <= len(got) <= 1.1 * 75, (len(got), log.read_text()[-2000:])
+    assert t[-1] - t[0] > 1.2
     arm = emb.arm("right")
     lim = arm.command_position_limits
     assert (cmds >= lim[:, 0] - 1e-9).all() and (cmds <= lim[:, 1] + 1e-9).all()
@@ -128,69 +174,75 @@ def test_executor_commands_holds_and_enables(graph):
     late = [(ts, c) for ts, c in harness.received["right"] if ts > stop + 0.35]
     assert len(late) > 10
     assert all(c == late[0][1] for _, c in late)
-    assert node._last_status.holding and node._last_status.hold_reason == "timeout"
+    assert wait_for(lambda: harness.diagnostics.get("hold_reason") == "timeout", timeout=3.0)
 
     # A NaN chunk is rejected and nothing non-finite is ever published.
     bad = chunk_msg(emb, harness.now(), target)
     bad.actions[5] = float("nan")
     harness.chunk_pub.publish(bad)
-    assert wait_for(lambda: node.core.ensembler.counters["rejected_nonfinite"] == 1)
+    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_nonfinite") == "1", 3.0)
     all_cmds = np.array([c for _, c in harness.received["left"] + harness.received["right"]])
     assert np.isfinite(all_cmds).all()
 
+    # Reset (new episode): the held far-away command is dropped; the executor restarts at the
+    # measured arms (HOME) at once instead of walking back, and refuses a chunk observed
+    # before the reset.
+    before_reset = harness.now()
+    assert harness.call(Trigger, "/action_executor/reset", Trigger.Request()).success
+    mark = time.monotonic()
+    harness.chunk_pub.publish(chunk_msg(emb, before_reset, target, seq=99))
+    assert wait_for(lambda: any(ts > mark for ts, _ in harness.received["right"]), 3.0)
+    time.sleep(0.2)
+    after = [c for ts, c in harness.received["right"] if ts > mark]
+    np.testing.assert_allclose(after[0], HOME[:7], atol=1e-6)
+    np.testing.assert_allclose(after[-1], HOME[:7], atol=1e-6)
+    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_before_reset") == "1", 3.0)
+
     # Disabled: nothing is commanded.
-    client = harness.create_client(SetBool, "/action_executor/enable")
-    assert client.wait_for_service(timeout_sec=5.0)
-    future = client.call_async(SetBool.Request(data=False))
-    assert wait_for(future.done) and future.result().success
+    assert harness.call(SetBool, "/action_executor/enable", SetBool.Request(data=False)).success
     time.sleep(0.1)
     n = len(harness.received["left"])
     time.sleep(0.3)
     assert len(harness.received["left"]) == n
+    assert proc.poll() is None, log.read_text()[-2000:]
 
 
-def test_ticks_follow_simulated_time():
+def test_ticks_follow_simulated_time(harness_factory, tmp_path):
     from rosgraph_msgs.msg import Clock
 
-    rclpy.init()
-    node = ActionExecutorNode(
-        parameter_overrides=[
-            Parameter("embodiment", value="aloha_sim"),
-            Parameter("use_sim_time", value=True),
-        ]
-    )
-    harness = Harness()
+    proc, harness = harness_factory(sim_time=True, use_sim_time=True)
     clock_pub = harness.create_publisher(Clock, "/clock", 10)
-    ex = MultiThreadedExecutor(num_threads=2)
-    ex.add_node(node)
-    ex.add_node(harness)
-    thread = threading.Thread(target=ex.spin, daemon=True)
-    thread.start()
-    try:
 
-        def publish_clock(t: float) -> None:
-            msg = Clock()
-            cv.set_stamp(msg.clock, t)
-            clock_pub.publish(msg)
+    def publish_clock(t: float) -> None:
+        msg = Clock()
+        cv.set_stamp(msg.clock, t)
+        clock_pub.publish(msg)
+        for pub in harness.js_pubs.values():  # the robot's state, stamped in sim time
+            js = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
+            cv.set_stamp(js.header.stamp, t)
+            pub.publish(js)
 
-        sim = 100.0
+    subscribed = wait_for(
+        lambda: harness.count_subscribers("/clock") > 0
+        and harness.count_subscribers("/follower_left/joint_states") > 0,
+        timeout=30.0,
+    )
+    assert subscribed, (tmp_path / "executor.log").read_text()[-2000:]
+    sim = 100.0
+    # The clock stands still (the state keeps coming): at most a tick or two.
+    for i in range(50):
         publish_clock(sim)
-        time.sleep(1.0)  # discovery; the clock stands still: at most a tick or two
-        before = len(harness.received["left"])
-        time.sleep(0.5)
-        assert len(harness.received["left"]) - before <= 1
-        # 2 s of simulated time in about 0.4 s of wall time: about 100 ticks at 50 Hz
-        start = len(harness.received["left"])
-        for _ in range(200):
-            sim += 0.01
-            publish_clock(sim)
-            time.sleep(0.002)
-        time.sleep(0.3)
-        ticks = len(harness.received["left"]) - start
-        assert 70 <= ticks <= 110, ticks
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        harness.destroy_node()
-        rclpy.shutdown()
-        thread.join(timeout=5)
+        if i == 25:
+            before = len(harness.received["left"])
+        time.sleep(0.02)
+    assert len(harness.received["left"]) - before <= 1
+    # 2 s of simulated time in about 0.4 s of wall time: about 100 ticks at 50 Hz.
+    start = len(harness.received["left"])
+    for _ in range(200):
+        sim += 0.01
+        publish_clock(sim)
+        time.sleep(0.002)
+    time.sleep(0.3)
+    ticks = len(harness.received["left"]) - start
+    assert 70 <= ticks <= 110, (ticks, (tmp_path / "executor.log").read_text()[-2000:])
+    assert proc.poll() is None

