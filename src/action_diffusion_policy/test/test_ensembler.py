@@ -36,6 +36,16 @@ def test_three_overlapping_chunks_exact_weighted_mean():
     assert info.n_covering == 3 and info.reason == ""
 
 
+def test_negative_k_prefers_the_newest_chunk():
+    ens = ChunkEnsembler(SLOTS, EnsemblerConfig(ensembling_k=-math.log(3.0)))
+    ens.add_chunk(0.0, 0.1, SLOTS, ramp(10))
+    ens.add_chunk(0.1, 0.1, SLOTS, ramp(100))
+    action, info = ens.action_at(0.1)
+    # rows 1 (oldest) -> 11 and 0 (newest) -> 100; weights 1 and 3 (exp(+ln 3 * 1)) over 4.
+    np.testing.assert_allclose(info.weights, [0.25, 0.75])
+    np.testing.assert_allclose(action, [(11 + 3 * 100) / 4, -(11 + 3 * 100) / 4])
+
+
 def test_default_k_matches_act():
     ens = ChunkEnsembler(SLOTS)
     assert ens.config.ensembling_k == 0.01
@@ -149,7 +159,7 @@ def test_longer_horizon_grows_storage():
     "kwargs",
     [
         {"strategy": "ensemble"},
-        {"ensembling_k": -1.0},
+        {"ensembling_k": float("nan")},
         {"receding_steps": 0},
         {"max_chunks": 0},
     ],

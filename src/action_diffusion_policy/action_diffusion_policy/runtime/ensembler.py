@@ -44,7 +44,9 @@ class EnsemblerConfig:
     """How chunks are combined.
 
     strategy: ``temporal_ensembling`` or ``receding_horizon``.
-    ensembling_k: decay of the temporal-ensembling weights ``exp(-k i)`` (ACT uses 0.01); >= 0.
+    ensembling_k: decay of the temporal-ensembling weights ``exp(-k i)``, ``i = 0`` the oldest
+        chunk (ACT uses 0.01, a slight preference for older chunks); k < 0 prefers the newer
+        chunks, whose observations are fresher when the policy takes several control steps.
     receding_steps: chunk steps executed before switching to a newer chunk; >= 1.
     max_chunks: chunks kept at once (the oldest is evicted beyond this); >= 1.
     index_eps: tolerance, in steps, added before flooring the row index (absorbs float error).
@@ -61,10 +63,8 @@ class EnsemblerConfig:
             raise ValueError(
                 f"EnsemblerConfig.strategy={self.strategy!r}: must be one of {STRATEGIES}"
             )
-        if not (math.isfinite(self.ensembling_k) and self.ensembling_k >= 0.0):
-            raise ValueError(
-                f"EnsemblerConfig.ensembling_k={self.ensembling_k!r}: must be finite and >= 0"
-            )
+        if not math.isfinite(self.ensembling_k):
+            raise ValueError(f"EnsemblerConfig.ensembling_k={self.ensembling_k!r}: must be finite")
         if int(self.receding_steps) != self.receding_steps or self.receding_steps < 1:
             raise ValueError(
                 f"EnsemblerConfig.receding_steps={self.receding_steps!r}: must be an integer >= 1"
