@@ -27,11 +27,15 @@ STEPS = 400
 PERIOD = 0.02
 
 
-def run_episode(env, policy, embodiment, seed, every, strategy, latency=0) -> tuple[bool, int]:
+def run_episode(
+    env, policy, embodiment, seed, every, strategy, latency=0, k=0.01
+) -> tuple[bool, int]:
     spec = policy.spec
     env.reset(seed)
     ensembler = ChunkEnsembler(
-        embodiment.action_slots, EnsemblerConfig(strategy=strategy), horizon=spec.horizon
+        embodiment.action_slots,
+        EnsemblerConfig(strategy=strategy, ensembling_k=k),
+        horizon=spec.horizon,
     )
     states, poses = [], []
     hold = None
@@ -75,9 +79,13 @@ def main() -> int:
         "--latency", type=int, default=0, help="control steps from observation to chunk arrival"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--k", type=float, default=0.01, help="temporal-ensembling k")
+    parser.add_argument("--steps", type=int, default=0, help="sampler steps; 0 = the checkpoint's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     policy = load_policy(args.checkpoint)
+    if args.steps:
+        policy.head.num_inference_steps = args.steps
     if policy.spec.camera_names:
         print("closed_loop_in_process: low-dimensional checkpoints only", file=sys.stderr)
         return 2
@@ -85,7 +93,9 @@ def main() -> int:
     env = AlohaSimEnv("transfer_cube", render_size=None)
     start = time.perf_counter()
     results = [
-        run_episode(env, policy, embodiment, 1000 + i, args.every, args.strategy, args.latency)
+        run_episode(
+            env, policy, embodiment, 1000 + i, args.every, args.strategy, args.latency, args.k
+        )
         for i in range(args.seeds)
     ]
     successes = sum(ok for ok, _ in results)
@@ -97,6 +107,8 @@ def main() -> int:
                 "every": args.every,
                 "strategy": args.strategy,
                 "latency_steps": args.latency,
+                "ensembling_k": args.k,
+                "sampler_steps": policy.head.num_inference_steps,
                 "successes": successes,
                 "success_rate": successes / len(results),
                 "rewards": [r for _, r in results],

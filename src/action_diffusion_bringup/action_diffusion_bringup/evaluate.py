@@ -104,6 +104,12 @@ def parse_args(argv):
         default=1.0,
         help="sim seconds per wall second at most; 1 = as on a real robot",
     )
+    parser.add_argument(
+        "--num-inference-steps",
+        type=int,
+        default=0,
+        help="sampler steps of the policy node; 0 = the checkpoint's",
+    )
     parser.add_argument("--episode-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
 
@@ -131,6 +137,9 @@ def main(argv=None) -> int:
     specs = with_parameters(
         specs, "sim", **sim_overrides(policy["camera_names"], options.real_time_factor, steps)
     )
+    if options.num_inference_steps:
+        specs = with_parameters(specs, "policy", num_inference_steps=options.num_inference_steps)
+        policy["num_inference_steps"] = options.num_inference_steps
     out = options.out
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".nodes.log")
