@@ -197,11 +197,12 @@ def test_record_bringup_for_piper_listens_on_its_drivers_topics(tmp_path):
     def publish():
         stamp = node.get_clock().now().to_msg()
         for publisher in arms.values():
-            # The names agilexrobotics/Piper_ros publishes: joint1..joint6 and gripper.
+            # What agilexrobotics/Piper_ros publishes: joint1..joint6 and gripper, with
+            # velocities for the six joints only.
             msg = JointState(name=[*(f"joint{i}" for i in range(1, 7)), "gripper"])
             msg.header.stamp = stamp
             msg.position = [0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.03]
-            msg.velocity = [0.0] * 7
+            msg.velocity = [0.1] * 6
             publisher.publish(msg)
         camera.publish(CompressedImage(format="jpeg"))
 

@@ -111,6 +111,27 @@ def test_state_without_velocities_masks_velocity_slots(embodiments):
     assert mask[emb.action_slots].all()
 
 
+def test_piper_driver_with_six_velocities_for_seven_joints(embodiments):
+    """PiPER's driver publishes joint1-6 + gripper with velocities for joint1-6 only."""
+    emb = embodiments["piper"]
+    names = ["joint1", "joint2", "joint3", "joint4", "joint5", "joint6", "gripper"]
+    q = [0.1, 1.0, -1.0, 0.2, 0.3, 0.4, 0.035]
+    vel = [0.5, -0.5, 0.25, 0.0, 0.1, -0.1]
+    arms = ("left", "right")
+    values, mask = emb.state_from_joint_states({side: (names, q, vel) for side in arms})
+    for side in arms:
+        joint0 = slot_index(f"{side}_arm_joint_0_vel")
+        joint5 = slot_index(f"{side}_arm_joint_5_vel")
+        assert mask[joint0] and values[joint0] == pytest.approx(0.5)
+        assert mask[joint5] and values[joint5] == pytest.approx(-0.1)
+        gripper_vel = slot_index(f"{side}_gripper_open_vel")
+        assert not mask[gripper_vel] and values[gripper_vel] == 0.0
+    assert mask[emb.action_slots].all()
+    # More velocities than names is still malformed.
+    with pytest.raises(JointStateError, match="velocity array has shape"):
+        emb.state_from_joint_states({side: (names, q, [*vel, 0.0, 0.0]) for side in arms})
+
+
 def test_gripper_normalization_aloha(embodiments):
     emb = embodiments["aloha_sim"]
     q = np.zeros(8)

@@ -506,15 +506,18 @@ class Embodiment:
             joint_states: arm name -> (names, positions, velocities or None), as in one
                 sensor_msgs/JointState per arm. Every arm of the embodiment is required; names
                 not in the config are ignored. Velocities None or empty leave the velocity slots
-                out of the mask.
+                out of the mask; fewer velocities than names (a driver that reports the leading
+                joints only) fill those joints' slots and leave the rest out.
             fk: fill the EEF pose slots when the embodiment has a kinematic model.
 
         Raises:
-            JointStateError: an arm or a required joint is missing, a value is NaN/inf, or the
-                arrays' lengths differ from the names'.
+            JointStateError: an arm or a required joint is missing, a value is NaN/inf, the
+                positions' length differs from the names', or there are more velocities than
+                names.
         """
         raw = np.empty(self._raw_size)
         all_velocities = True
+        partial: dict[str, np.ndarray] = {}  # arm -> which velocity slots a short array filled
         for m in self._maps:
             entry = joint_states.get(m.name)
             if entry is None:
@@ -528,7 +531,15 @@ class Embodiment:
             _as_float_array(positions, len(names), m.name, "position").take(
                 index, out=raw[m.pos_span]
             )
-            if velocities is not None and len(velocities):
+            if velocities is not None and 0 < len(velocities) < len(names):
+                # Some drivers (PiPER's: 7 names, 6 velocities) report velocities for the
+                # leading joints only: use those, leave the others' slots out of the mask.
+                vel = _as_float_array(velocities, len(velocities), m.name, "velocity")
+                known = vel_index < vel.size
+                raw[m.vel_span] = np.where(known, vel[np.minimum(vel_index, vel.size - 1)], 0.0)
+                partial[m.name] = known
+                all_velocities = False
+            elif velocities is not None and len(velocities):
                 _as_float_array(velocities, len(names), m.name, "velocity").take(
                     vel_index, out=raw[m.vel_span]
                 )
@@ -545,7 +556,9 @@ class Embodiment:
             mask = self._pos_mask.copy()
             for m in self._maps:
                 entry = joint_states[m.name][2]
-                if entry is not None and len(entry):
+                if m.name in partial:
+                    mask[m.vel_slots[partial[m.name]]] = True
+                elif entry is not None and len(entry):
                     mask[m.vel_slots] = True
         if fk and self._fk is not None:
             values[self._eef_slots_flat] = self._fk.forward_pos_rot6d(raw[self._fk_raw])
