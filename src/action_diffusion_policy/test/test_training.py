@@ -86,9 +86,8 @@ def test_train_checkpoint_resume(bimodal, tmp_path):
 
     with pytest.raises(FileExistsError, match="--resume"):
         main(args)
-    cfg["train"]["steps"] = 18
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    main([*args, "--resume"])
+    # A longer budget for the same recipe: --steps overrides train.steps.
+    main([*args, "--resume", "--steps", "18"])
     state = json.loads((run / "train_state" / "state.json").read_text())
     assert state["step"] == 18
     rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
@@ -102,6 +101,10 @@ def test_config_errors_name_the_key(bimodal, tmp_path):
     bad.write_text(yaml.safe_dump({"policy": {"backbone": "unet"}, "train": {"stepz": 3}}))
     with pytest.raises(ConfigError, match="stepz"):
         main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r")])
+    bad.write_text(yaml.safe_dump({"policy": {"backbone": "unet"}}))
+    with pytest.raises(ConfigError, match="train.steps=0"):
+        main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r"),
+              "--steps", "0"])
     bad.write_text(yaml.safe_dump({"policy": {"camera_names": ["top"], "image_size": [8, 8]}}))
     with pytest.raises(ConfigError, match=r"camera_names \['top'\]"):
         main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r")])

@@ -24,7 +24,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,9 +192,14 @@ def _load_train_state(run: Path, model, ema, optimizer) -> int:
 
 def run_training(config: str | os.PathLike | dict, dataset: str | os.PathLike,
                  output: str | os.PathLike, resume: bool = False, device: str = "auto",
-                 progress: bool = True) -> Path:
-    """Train; returns the directory of the last EMA checkpoint (``output/checkpoints/last``)."""
+                 progress: bool = True, steps: int | None = None) -> Path:
+    """Train; returns the directory of the last EMA checkpoint (``output/checkpoints/last``).
+
+    ``steps`` overrides ``train.steps`` (the same recipe on a smaller budget, e.g. on a CPU).
+    """
     policy_raw, tcfg = load_config(config)
+    if steps is not None:
+        tcfg = replace(tcfg, steps=steps)
     run = Path(output)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -341,8 +346,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps, overriding train.steps (a smaller budget on a CPU)")
     a = p.parse_args(argv)
-    last = run_training(a.config, a.dataset, a.output, a.resume, a.device, not a.no_progress)
+    last = run_training(a.config, a.dataset, a.output, a.resume, a.device, not a.no_progress,
+                        steps=a.steps)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"last checkpoint: {last}")
 
