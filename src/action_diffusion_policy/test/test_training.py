@@ -102,7 +102,7 @@ def test_config_errors_name_the_key(bimodal, tmp_path):
     with pytest.raises(ConfigError, match="stepz"):
         main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r")])
     bad.write_text(yaml.safe_dump({"policy": {"backbone": "unet"}}))
-    with pytest.raises(ConfigError, match="train.steps=0"):
+    with pytest.raises(ConfigError, match=r"train\.steps=0"):
         main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r"),
               "--steps", "0"])
     bad.write_text(yaml.safe_dump({"policy": {"camera_names": ["top"], "image_size": [8, 8]}}))
