@@ -10,6 +10,7 @@
 #            src/action_diffusion_policy/config/e2e_<name>.yaml)
 #   STRATEGIES ["temporal_ensembling receding_horizon"]   RESULTS [results]
 #   STAGES ["collect dataset train evaluate offline report"]  (a subset re-runs just those)
+#   TRAIN_STEPS [the config's]  (e.g. a short CPU run of the visuomotor recipe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +63,8 @@ for policy in $POLICIES; do
   run_dir=$WORK/runs/${TASK}_$policy
   if want train; then
     run "train_$policy" python -m action_diffusion_policy.training.train \
-      --config "$CONFIGS/e2e_$policy.yaml" --dataset "$DATASET" --output "$run_dir"
+      --config "$CONFIGS/e2e_$policy.yaml" --dataset "$DATASET" --output "$run_dir" \
+      ${TRAIN_STEPS:+--steps "$TRAIN_STEPS"}
   fi
   ckpt=$run_dir/checkpoints/last
   if want evaluate; then
