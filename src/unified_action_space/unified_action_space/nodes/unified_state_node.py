@@ -139,26 +139,23 @@ class UnifiedStateNode(Node):
         if self.publish_on == "timer":
             self._publish()
             return
-        # publish_on inputs: the timer only watches for missing and stale arms.
+        self._arms_ok()  # publish_on inputs: the timer only watches for missing and stale arms
+
+    def _arms_ok(self) -> bool:
+        """True when every arm has a fresh joint state; otherwise record and log why not."""
         problems = self._arm_problems(self.get_clock().now().nanoseconds)
-        if problems:
-            self._problems = problems
-            text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
-            self.get_logger().warning(
-                f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
+        if not problems:
+            return True
+        self._problems = problems
+        text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
+        self.get_logger().warning(
+            f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
+            throttle_duration_sec=LOG_THROTTLE_S,
+        )
+        return False
 
     def _publish(self) -> None:
-        now = self.get_clock().now().nanoseconds
-        problems = self._arm_problems(now)
-        if problems:
-            self._problems = problems
-            text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
-            self.get_logger().warning(
-                f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
+        if not self._arms_ok():
             return
         inputs = {
             name: (arm_in.names, arm_in.positions, arm_in.velocities)
