@@ -24,15 +24,14 @@ import json
 import os
 import platform
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from action_diffusion_policy.testing.node_process import start_node, stop_node
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -115,24 +114,6 @@ def bench_executor_tick(seconds: float, strategy: str) -> dict:
         "add_chunk": stats_ms(chunk_times),
         "target_mean_ms": 0.2,
     }
-
-
-# --- ROS helpers ---------------------------------------------------------------------------------
-def start_node(module: str, params: dict, log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args"]
-    for key, value in params.items():
-        args += ["-p", f"{key}:={value}"]
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def stop_node(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Feeder:

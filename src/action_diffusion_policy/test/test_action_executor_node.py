@@ -1,10 +1,6 @@
 """action_executor over real DDS: chunks in, per-arm commands out, within limits; hold on
 timeout; NaN chunks never executed; ~/enable."""
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,6 +16,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
+from action_diffusion_policy.testing.node_process import start_node, stop_node
 from unified_action_space import load_embodiment
 
 # The executor runs in its own process, as on a robot. Its rate is what it measures of its own
@@ -77,32 +74,17 @@ class Harness(Node):
         return future.result()
 
 
-def start_executor(tmp_path, **params) -> subprocess.Popen:
-    """The executor node as its own process, as `ros2 run` would start it."""
-    args = [sys.executable, "-m", "action_diffusion_policy.nodes.action_executor", "--ros-args"]
-    for key, value in {"embodiment": "aloha_sim", **params}.items():
-        args += ["-p", f"{key}:={value}"]
-    log = (tmp_path / "executor.log").open("w")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
-
-
-def stop_executor(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def harness_factory(tmp_path):
     """Start the executor process and a harness spun in a thread; stop both afterwards."""
     started = []
 
     def make(sim_time=False, **params):
-        proc = start_executor(tmp_path, **params)
+        proc = start_node(
+            "action_diffusion_policy.nodes.action_executor",
+            {"embodiment": "aloha_sim", **params},
+            tmp_path / "executor.log",
+        )
         rclpy.init()
         harness = Harness(sim_time=sim_time)
         spinner = SingleThreadedExecutor()
@@ -118,7 +100,7 @@ def harness_factory(tmp_path):
         harness.destroy_node()
         rclpy.shutdown()
         thread.join(timeout=5)
-        stop_executor(proc)
+        stop_node(proc)
 
 
 def wait_for(pred, timeout=10.0):
