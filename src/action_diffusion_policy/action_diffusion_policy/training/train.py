@@ -38,7 +38,14 @@ from action_diffusion_policy.checkpoint import save_checkpoint, state_dict_for_s
 from action_diffusion_policy.config import ConfigError, PolicyConfig
 from action_diffusion_policy.data.dataset import ChunkDataset, split_episodes
 from action_diffusion_policy.data.format import DatasetReader
+from action_diffusion_policy.hardware import (
+    PRECISIONS,
+    autocast,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
 from action_diffusion_policy.policy import ActionChunkPolicy
+from unified_action_space.layout import SLOT_NAMES
 
 LOG_FIELDS = ["step", "epoch", "lr", "train_loss", "val_loss", "samples_per_s", "elapsed_s"]
 
@@ -62,6 +69,8 @@ class TrainConfig:
     log_every: int = 50  # steps between log.csv rows
     seed: int = 0
     num_workers: int = 0  # DataLoader workers
+    # 'auto': bf16 autocast where the device has native bf16 (hardware.py), else fp32
+    precision: str = "auto"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -76,6 +85,9 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay={self.ema_decay!r}; expected in [0, 1)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction={self.val_fraction!r}; expected in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r} is not allowed; expected "
+                              f"one of {PRECISIONS}")
         if self.warmup_steps < 0 or self.num_workers < 0 or self.grad_clip < 0:
             raise ConfigError("train.warmup_steps, num_workers and grad_clip must be >= 0")
 
@@ -105,7 +117,14 @@ def policy_config_for_dataset(policy_raw: dict, reader: DatasetReader) -> Policy
     d = dict(policy_raw)
     d.setdefault("camera_names", list(meta.camera_names))
     d.setdefault("image_size", list(meta.image_size) if meta.image_size else None)
-    d.setdefault("state_slots", np.flatnonzero(np.asarray(meta.state_mask)).tolist())
+    recorded = np.flatnonzero(np.asarray(meta.state_mask)).tolist()
+    selection = d.get("state_slots", STATE_SELECTIONS[0])
+    if isinstance(selection, str):
+        if selection not in STATE_SELECTIONS:
+            raise ConfigError(f"policy.state_slots={selection!r} is not allowed; expected a "
+                              f"list of slot indices or one of {STATE_SELECTIONS}")
+        d["state_slots"] = (recorded if selection == "all"
+                            else [s for s in recorded if _is_joint_position(SLOT_NAMES[s])])
     d.setdefault("action_slots", list(meta.action_slots))
     d.setdefault("env_state_dim", meta.env_state_dim)
     d.setdefault("control_frequency", meta.control_frequency)
@@ -122,6 +141,16 @@ def policy_config_for_dataset(policy_raw: dict, reader: DatasetReader) -> Policy
         raise ConfigError(f"policy.env_state_dim={cfg.env_state_dim}, the dataset has "
                           f"{meta.env_state_dim}")
     return cfg
+
+
+# Shorthands for policy.state_slots: every recorded slot, or the joint and gripper positions
+# only (no velocities, no EEF pose), the camera recipes' input: velocities let a policy
+# continue the motion it sees in its own state instead of looking where the object is.
+STATE_SELECTIONS = ("all", "joint_positions")
+
+
+def _is_joint_position(name: str) -> bool:
+    return (name.endswith("_pos") and "_joint_" in name) or name.endswith("_gripper_open")
 
 
 def lr_lambda(warmup: int, total: int):
@@ -258,8 +287,12 @@ def run_training(config: str | os.PathLike | dict, dataset: str | os.PathLike,
             policy, device_ids=[local_rank] if device == "cuda" else None,
             find_unused_parameters=pcfg.lang_dim > 0)
 
+    precision = resolve_precision(tcfg.precision, dev)
     main_proc = rank == 0
     if main_proc:
+        print(f"[train] device {dev}, precision {precision} (train.precision="
+              f"{tcfg.precision}; native CPU bf16: {cpu_has_native_bf16()}), "
+              f"{torch.get_num_threads()} threads", flush=True)
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "config.yaml", "w") as f:
             yaml.safe_dump({"policy": pcfg.to_json(), "train": asdict(tcfg)}, f, sort_keys=False)
@@ -297,7 +330,8 @@ def run_training(config: str | os.PathLike | dict, dataset: str | os.PathLike,
     batches = _cycle(loader, sampler)
     while step < tcfg.steps:
         epoch, batch = next(batches)
-        loss = model(batch)
+        with autocast(precision, dev):
+            loss = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tcfg.grad_clip:
