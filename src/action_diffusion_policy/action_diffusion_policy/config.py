@@ -23,7 +23,7 @@ DDPM_SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
 FLOW_SAMPLERS = ("euler",)
 REGRESSION_SAMPLERS = ("none",)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-VISION_ENCODERS = ("resnet18", "siglip")
+VISION_ENCODERS = ("resnet18", "convnet", "siglip")
 
 
 class ConfigError(ValueError):
@@ -131,12 +131,19 @@ class PolicyConfig:
     control_frequency: float = 50.0  # Hz of the data the policy was trained on
     embodiments: list[str] = field(default_factory=list)  # robots of the training data
     # encoders
-    vision_encoder: str = "resnet18"  # 'resnet18' (GroupNorm, from scratch) | 'siglip' (frozen)
+    # 'resnet18' (GroupNorm, from scratch) | 'convnet' (small GroupNorm CNN at 1/4 resolution,
+    # from scratch; the CPU recipe) | 'siglip' (frozen)
+    vision_encoder: str = "resnet18"
     vision_encoder_path: str | None = None  # SigLIP: local dir or HF cache name
     vision_encoder_hf_config: dict | None = None  # filled at build time; lets load skip the dir
     num_keypoints: int = 32  # spatial-softmax keypoints per camera (resnet18)
     image_feature_dim: int = 64  # per-camera feature width fed to the backbone
     crop_ratio: float = 1.0  # random crop during training (1.0: none), centre crop at inference
+    conv_channels: tuple[int, ...] = (32, 64, 128)  # convnet: channels per stage
+    # training-time regularisers against a policy that reads only its proprioception
+    state_noise_std: float = 0.0  # Gaussian noise on the normalized state ([-1, 1] units)
+    state_dropout: float = 0.0  # probability of zeroing a sample's whole state (RDT's masking)
+    noise_draws: int = 1  # noise/time draws per encoded observation (the encoder runs once)
     # training loss
     mask_padding_loss: bool = False  # ignore padded actions past the episode end in the loss
 
@@ -191,6 +198,13 @@ class PolicyConfig:
                or self.vision_encoder_hf_config, "vision_encoder_path",
                self.vision_encoder_path, "a local SigLIP directory when vision_encoder='siglip'")
         _check(0.5 <= self.crop_ratio <= 1.0, "crop_ratio", self.crop_ratio, "in [0.5, 1]")
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        _check(len(self.conv_channels) >= 2 and min(self.conv_channels) >= 16
+               and all(c % 16 == 0 for c in self.conv_channels), "conv_channels",
+               self.conv_channels, "at least 2 stages, each a multiple of 16 channels")
+        _check(self.state_noise_std >= 0.0, "state_noise_std", self.state_noise_std, ">= 0")
+        _check(0.0 <= self.state_dropout < 1.0, "state_dropout", self.state_dropout, "in [0, 1)")
+        _check(self.noise_draws >= 1, "noise_draws", self.noise_draws, ">= 1")
         _check(self.num_keypoints >= 1 and self.image_feature_dim >= 1, "num_keypoints",
                (self.num_keypoints, self.image_feature_dim), "both >= 1")
         cfg = self.backbone_config  # validates overrides
@@ -216,6 +230,7 @@ class PolicyConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["image_size"] = list(self.image_size) if self.image_size else None
+        d["conv_channels"] = list(self.conv_channels)
         return d
 
     @classmethod

@@ -17,12 +17,16 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
 from action_diffusion_policy.heads import make_head
 from action_diffusion_policy.models.dit import DiT
-from action_diffusion_policy.models.encoders import ResNetImageEncoder, SiglipImageEncoder
+from action_diffusion_policy.models.encoders import (
+    ConvImageEncoder,
+    ResNetImageEncoder,
+    SiglipImageEncoder,
+)
 from action_diffusion_policy.models.rdt import RDT
 from action_diffusion_policy.models.unet1d import ConditionalUnet1D
 from action_diffusion_policy.normalizer import Normalizer
@@ -81,6 +85,9 @@ class ActionChunkPolicy(nn.Module):
         if n_cam:
             if cfg.vision_encoder == "resnet18":
                 self.image_encoder = ResNetImageEncoder(cfg.num_keypoints, cfg.image_feature_dim)
+            elif cfg.vision_encoder == "convnet":
+                self.image_encoder = ConvImageEncoder(cfg.conv_channels, cfg.num_keypoints,
+                                                      cfg.image_feature_dim)
             else:
                 self.image_encoder = SiglipImageEncoder(
                     cfg.vision_encoder_hf_config or {}, cfg.image_feature_dim,
@@ -205,12 +212,14 @@ class ActionChunkPolicy(nn.Module):
         h, w = x.shape[-2:]
         if (ch, cw) == (h, w):
             return x
-        if self.training:
-            top = int(torch.randint(0, h - ch + 1, ()))
-            left = int(torch.randint(0, w - cw + 1, ()))
-        else:
+        if not self.training:
             top, left = (h - ch) // 2, (w - cw) // 2
-        return x[..., top: top + ch, left: left + cw]
+            return x[..., top: top + ch, left: left + cw]
+        # A shift per image, not per batch: one shared offset is one augmentation per step.
+        tops = torch.randint(0, h - ch + 1, (x.shape[0],)).tolist()
+        lefts = torch.randint(0, w - cw + 1, (x.shape[0],)).tolist()
+        return torch.stack([img[..., t: t + ch, s: s + cw]
+                            for img, t, s in zip(x, tops, lefts)])
 
     def encode_obs(self, images: torch.Tensor | None, state: torch.Tensor,
                    env_state: torch.Tensor | None = None, lang: torch.Tensor | None = None,
@@ -266,6 +275,8 @@ class ActionChunkPolicy(nn.Module):
         if state.shape[-1] == NUM_SLOTS:
             state = state[..., self.state_idx]
         state = self.normalizer.normalize("state", state) if self.n_state else state[..., :0]
+        if self.training and self.n_state:
+            state = self._augment_state(state)
         env = None
         if cfg.env_state_dim:
             env = self.normalizer.normalize("env_state", batch["env_state"].to(dev).float())
@@ -283,6 +294,18 @@ class ActionChunkPolicy(nn.Module):
             freq = torch.as_tensor(freq, device=dev).float().reshape(-1)
         return self.encode_obs(images, state, env, lang, lang_mask, freq)
 
+    def _augment_state(self, state: torch.Tensor) -> torch.Tensor:
+        """Training only: noise on the normalized state and whole-state dropout, so the
+        policy cannot reach a low loss from proprioception alone and has to use its cameras."""
+        cfg = self.config
+        if cfg.state_noise_std > 0:
+            state = state + cfg.state_noise_std * torch.randn_like(state)
+        if cfg.state_dropout > 0:
+            keep = torch.rand(state.shape[0], *([1] * (state.dim() - 1)),
+                              device=state.device) >= cfg.state_dropout
+            state = state * keep
+        return state
+
     def compute_loss(self, batch: dict) -> torch.Tensor:
         """Mean denoising (or velocity) loss over a batch from ``ChunkDataset``."""
         action = batch["action"].to(self.device).float()
@@ -291,9 +314,15 @@ class ActionChunkPolicy(nn.Module):
         action = self.normalizer.normalize("action", action)
         cond = self._prepare_batch(batch)
         ctx = self.backbone.prepare_condition(cond)
+        draws = self.config.noise_draws
+        pad = batch.get("action_is_pad")
+        if draws > 1:  # the encoder ran once; the backbone sees several noise levels of it
+            ctx = tree_map(lambda v: v.repeat_interleave(draws, 0)
+                           if isinstance(v, torch.Tensor) else v, ctx)
+            action = action.repeat_interleave(draws, 0)
+            pad = None if pad is None else pad.repeat_interleave(draws, 0)
         err = self.head.loss(lambda x, t: self.backbone(x.to(cond["global"].dtype), t, ctx),
                              action)
-        pad = batch.get("action_is_pad")
         if self.config.mask_padding_loss and pad is not None:
             keep = (~pad.to(self.device).bool()).float()[..., None]
             return (err * keep).sum() / (keep.sum() * err.shape[-1]).clamp_min(1.0)

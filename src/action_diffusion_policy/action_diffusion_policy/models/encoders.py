@@ -3,6 +3,10 @@
 - ``ResNet18GN``: ResNet-18 with every BatchNorm replaced by GroupNorm (batch statistics are a
   poor fit for small, highly correlated robot batches and EMA weights), trained from scratch,
   followed by ``SpatialSoftmax`` keypoint pooling (Chi et al. 2023).
+- ``ConvImageEncoder``: a small GroupNorm CNN that keeps a quarter of the input resolution,
+  followed by spatial softmax with a learned temperature. Sized for CPU training: a 3x4 map
+  (ResNet-18 at 96x128) puts every keypoint on the same cell and passes almost no gradient,
+  so the policy learns to ignore the image; a 22x30 map can place a keypoint on a 4-pixel cube.
 - ``SiglipImageEncoder`` / ``T5TextEncoder``: optional frozen encoders through ``transformers``,
   loaded from a local directory or the Hugging Face cache only (never downloaded at run time).
 
@@ -61,16 +65,28 @@ class ResNet18GN(nn.Module):
 
 
 class SpatialSoftmax(nn.Module):
-    """Feature map -> K expected (x, y) keypoint coordinates in [-1, 1]: (B, C, h, w) -> (B, 2K)."""
+    """Feature map -> K expected (x, y) keypoint coordinates in [-1, 1]: (B, C, h, w) -> (B, 2K).
 
-    def __init__(self, channels: int, num_keypoints: int):
+    ``learn_temperature`` adds one learned log-temperature per keypoint (Levine et al. 2016
+    learn it too); the logits are divided by it, so training can sharpen or soften each map.
+    """
+
+    def __init__(self, channels: int, num_keypoints: int, learn_temperature: bool = False):
         super().__init__()
         self.proj = nn.Conv2d(channels, num_keypoints, 1)
+        self.log_temperature = (nn.Parameter(torch.zeros(num_keypoints))
+                                if learn_temperature else None)
+
+    def attention(self, feat: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, K, h*w) softmax weights over the cells (float32)."""
+        logits = self.proj(feat).flatten(2).float()
+        if self.log_temperature is not None:
+            logits = logits / self.log_temperature.float().exp()[None, :, None]
+        return logits.softmax(-1)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         b, _, h, w = feat.shape
-        logits = self.proj(feat).flatten(2)  # (B, K, h*w)
-        attn = logits.float().softmax(-1).to(feat.dtype)
+        attn = self.attention(feat).to(feat.dtype)
         ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
         xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
@@ -88,6 +104,44 @@ class ResNetImageEncoder(nn.Module):
         self.fc = nn.Linear(2 * num_keypoints, feature_dim)
         self.feature_dim = feature_dim
         self.token_dim = ResNet18GN.out_channels
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.trunk(images * 2.0 - 1.0)
+        pooled = self.fc(self.pool(feat))
+        return pooled, feat.flatten(2).transpose(1, 2)
+
+
+class ConvImageEncoder(nn.Module):
+    """GroupNorm CNN at 1/4 resolution + spatial softmax (learned temperature) + linear.
+
+    (B, 3, H, W) in [0, 1] -> pooled (B, feature_dim), tokens (B, H/4 * W/4, C). Each stage is
+    two 3x3 convolutions, the first of stages 1 and 2 with stride 2; later stages keep the
+    resolution and widen the receptive field with dilation, so keypoints stay precise.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), num_keypoints: int = 32,
+                 feature_dim: int = 64):
+        super().__init__()
+        layers, cin = [], 3
+        for i, cout in enumerate(channels):
+            stride = 2 if i < 2 else 1
+            dilation = 1 if i < 2 else 2 ** (i - 1)
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), _gn(cout), nn.ReLU(),
+                       nn.Conv2d(cout, cout, 3, 1, dilation, dilation=dilation, bias=False),
+                       _gn(cout), nn.ReLU()]
+            cin = cout
+        self.trunk = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.pool = SpatialSoftmax(cin, num_keypoints, learn_temperature=True)
+        self.fc = nn.Linear(2 * num_keypoints, feature_dim)
+        self.feature_dim = feature_dim
+        self.token_dim = cin
+
+    def keypoints(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, K, 2) keypoint (x, y) in [-1, 1] (for diagnostics)."""
+        return self.pool(self.trunk(images * 2.0 - 1.0)).reshape(images.shape[0], -1, 2)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feat = self.trunk(images * 2.0 - 1.0)
