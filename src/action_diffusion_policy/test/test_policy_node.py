@@ -17,6 +17,7 @@ from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
 from action_diffusion_policy.nodes.policy_node import PolicyNode
 from action_diffusion_policy.runtime import conversions as cv
+from unified_action_space.conversions import seconds_to_ns, unified_state_to_msg
 
 pytestmark = pytest.mark.ros
 
@@ -110,7 +111,7 @@ def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
         for i in range(5):
             t = now + 0.02 * i
             state_pub.publish(
-                cv.unified_state_to_msg(t, values, embodiment.state_mask, UnifiedState)
+                unified_state_to_msg(values, embodiment.state_mask, stamp_ns=seconds_to_ns(t))
             )
             image_pub.publish(cv.rgb_to_image_msg(image, Image, t))
             time.sleep(0.02)

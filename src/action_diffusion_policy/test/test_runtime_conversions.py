@@ -5,8 +5,13 @@ import pytest
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
-from action_diffusion_msgs.msg import ActionChunk, UnifiedState
+from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
+from unified_action_space.conversions import (
+    joint_state_from_msg,
+    unified_state_from_msg,
+    unified_state_to_msg,
+)
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1.5, 1234.000000001, 0.9999999999])
@@ -83,14 +88,16 @@ def test_malformed_chunk_message_is_an_error():
 def test_unified_state_and_joint_state_round_trip():
     values = np.linspace(-1, 1, 128).astype(np.float32)
     mask = np.arange(128) % 3 == 0
-    msg = cv.unified_state_to_msg(4.0, values, mask, UnifiedState, "aloha", 50.0)
-    stamp, v, m = cv.unified_state_from_msg(msg)
+    msg = unified_state_to_msg(values, mask, "aloha", 50.0, stamp_ns=4_000_000_000)
+    state = unified_state_from_msg(msg)
+    stamp, v, m = state.stamp, state.values, state.mask
     assert stamp == 4.0 and v.dtype == np.float32 and m.dtype == bool
     np.testing.assert_array_equal(v, values)
     np.testing.assert_array_equal(m, mask)
     js = JointState(name=["a", "b"], position=[0.1, 0.2], velocity=[0.0, 1.0])
     cv.set_stamp(js.header.stamp, 1.25)
-    assert cv.joint_state_from_msg(js)[:2] == (1.25, ["a", "b"])
+    js_arrays = joint_state_from_msg(js)
+    assert (js_arrays.stamp, js_arrays.names) == (1.25, ["a", "b"])
 
 
 @pytest.mark.parametrize("command_type", cv.COMMAND_TYPES)

@@ -14,11 +14,13 @@ from aloha_sim.nodes.conversions import (
     episode_status_msg,
     image_from_msg,
     image_msg,
+    status_from_msg,
+)
+from unified_action_space.conversions import (
     joint_positions_from_msg,
-    joint_state_msg,
+    joint_state_to_msg,
     ns_to_stamp,
     stamp_to_ns,
-    status_from_msg,
 )
 
 
@@ -30,7 +32,7 @@ def test_stamp_and_clock():
 
 def test_joint_state_round_trip_reorders_by_name():
     q = np.arange(8) * 0.1
-    msg = joint_state_msg(JOINT_NAMES, q, -q, 7)
+    msg = joint_state_to_msg(JOINT_NAMES, q, -q, 7)
     assert list(msg.name) == list(JOINT_NAMES) and stamp_to_ns(msg.header.stamp) == 7
     np.testing.assert_allclose(joint_positions_from_msg(msg, JOINT_NAMES), q)
     shuffled = list(reversed(JOINT_NAMES))

@@ -21,14 +21,13 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from action_diffusion_msgs.msg import EpisodeStatus  # noqa: E402
 from action_diffusion_msgs.srv import ResetEpisode  # noqa: E402
 from aloha_sim.env import JOINT_NAMES, AlohaSimEnv  # noqa: E402
-from aloha_sim.nodes.conversions import (  # noqa: E402
-    command_msg,
-    image_from_msg,
+from aloha_sim.nodes.conversions import command_msg, image_from_msg  # noqa: E402
+from aloha_sim.nodes.scripted_expert_node import ScriptedExpertNode  # noqa: E402
+from aloha_sim.nodes.sim_node import SimNode  # noqa: E402
+from unified_action_space.conversions import (  # noqa: E402
     joint_positions_from_msg,
     stamp_to_ns,
 )
-from aloha_sim.nodes.scripted_expert_node import ScriptedExpertNode  # noqa: E402
-from aloha_sim.nodes.sim_node import SimNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -16,8 +16,8 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from action_diffusion_msgs.msg import UnifiedState  # noqa: E402
-from unified_action_space.nodes.conversions import (  # noqa: E402
-    arrays_to_joint_state,
+from unified_action_space.conversions import (  # noqa: E402
+    joint_state_to_msg,
     unified_state_from_msg,
 )
 from unified_action_space.nodes.unified_state_node import UnifiedStateNode  # noqa: E402
@@ -54,7 +54,7 @@ class Harness:
         self.executor.add_node(self.peer)
 
     def publish(self, side, q, stamp_ns, velocities=None):
-        self.pubs[side].publish(arrays_to_joint_state(NAMES, q, velocities, stamp_ns))
+        self.pubs[side].publish(joint_state_to_msg(NAMES, q, velocities, stamp_ns))
 
     def spin_until(self, predicate, timeout=5.0, publish=None):
         end = time.monotonic() + timeout
@@ -179,7 +179,7 @@ def test_console_entry_point_publishes(tmp_path):
         end = time.monotonic() + 20
         while time.monotonic() < end and not states:
             for side, q in (("left", Q_LEFT), ("right", Q_RIGHT)):
-                pubs[side].publish(arrays_to_joint_state(NAMES, q, None, 42))
+                pubs[side].publish(joint_state_to_msg(NAMES, q, None, 42))
             executor.spin_once(timeout_sec=0.05)
         assert states, "no UnifiedState from the unified_state_node process"
         values, mask, *_ = unified_state_from_msg(states[-1])

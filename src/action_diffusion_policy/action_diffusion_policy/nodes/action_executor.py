@@ -44,6 +44,7 @@ from action_diffusion_msgs.msg import ActionChunk, UnifiedState
 from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
+from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
 
 CHUNK_TOPIC = "/policy/action_chunk"
 STATE_SOURCES = ("joint_states", "unified_state")
@@ -139,7 +140,13 @@ class ActionExecutorNode(Node):
 
     # --- inputs ---------------------------------------------------------------------------
     def _on_joint_state(self, arm: str, msg: JointState) -> None:
-        _, names, positions, _ = cv.joint_state_from_msg(msg)
+        try:
+            js = joint_state_from_msg(msg)
+        except ValueError as exc:  # positions and names of different lengths
+            self._state_errors += 1
+            self.get_logger().warn(f"{arm} joint state rejected: {exc}", throttle_duration_sec=2.0)
+            return
+        names, positions = js.names, js.positions
         self._joint_states[arm] = (names, positions, None)
         if len(self._joint_states) < len(self.embodiment.arms):
             return
@@ -152,7 +159,12 @@ class ActionExecutorNode(Node):
         self.core.set_measured(values[self.embodiment.action_slots])
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
-        _, values, mask = cv.unified_state_from_msg(msg)
+        try:
+            values, mask = unified_state_from_msg(msg)[:2]
+        except ValueError as exc:  # wrong sizes: Jazzy does not check them
+            self._state_errors += 1
+            self.get_logger().warn(f"unified state rejected: {exc}", throttle_duration_sec=2.0)
+            return
         slots = self.embodiment.action_slots
         if not mask[slots].all():
             self.get_logger().warn(

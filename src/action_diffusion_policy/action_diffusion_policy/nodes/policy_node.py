@@ -49,6 +49,7 @@ from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
 from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.observation_buffer import BufferConfig, ObservationBuffer
 from action_diffusion_policy.runtime.policy_fit import default_camera_topics, policy_fit_problems
+from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
 
 STATE_SOURCES = ("unified_state", "joint_states")
 ALOHA_CAMERAS = {
@@ -333,11 +334,22 @@ class PolicyNode(LifecycleNode):
         self._add(camera, cv.stamp_to_seconds(msg.header.stamp), msg)
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
-        stamp, values, mask = cv.unified_state_from_msg(msg)
-        self._add("state", stamp, (values, mask))
+        try:
+            state = unified_state_from_msg(msg)
+        except ValueError as exc:  # wrong sizes: Jazzy does not check them
+            self.counters["state_errors"] += 1
+            self.get_logger().warn(f"unified state rejected: {exc}", throttle_duration_sec=5.0)
+            return
+        self._add("state", state.stamp, (state.values, state.mask))
 
     def _on_joint_state(self, arm: str, msg: JointState) -> None:
-        stamp, names, positions, velocities = cv.joint_state_from_msg(msg)
+        try:
+            js = joint_state_from_msg(msg)
+        except ValueError as exc:  # positions and names of different lengths
+            self.counters["state_errors"] += 1
+            self.get_logger().warn(f"{arm} joint state rejected: {exc}", throttle_duration_sec=5.0)
+            return
+        stamp, names, positions, velocities = js.stamp, js.names, js.positions, js.velocities
         self._joint_states[arm] = (stamp, names, positions, velocities)
         if len(self._joint_states) < len(self.embodiment.arms):
             return

@@ -1,16 +1,19 @@
-"""Message <-> array conversions for the runtime nodes, each a small function.
+"""Image, ActionChunk and command message <-> array conversions of the runtime nodes.
 
+Stamps, JointState and UnifiedState are converted in ``unified_action_space.conversions`` (the
+one module for those messages); ``stamp_to_seconds`` and ``set_stamp`` are imported from there.
 Imports message classes and cv_bridge only (no rclpy), so it is tested with plain pytest.
 """
 
 from __future__ import annotations
 
 import array
-import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from unified_action_space.conversions import set_stamp, stamp_to_seconds
 
 # 8-bit colour encodings cv_bridge converts to rgb8 correctly (its 16-bit table is wrong).
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
@@ -35,21 +38,6 @@ def _cv_bridge():
 
         _bridge = CvBridge()
     return _bridge
-
-
-# --- time ------------------------------------------------------------------------------------
-def stamp_to_seconds(stamp) -> float:
-    """builtin_interfaces/Time -> float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def set_stamp(stamp, seconds: float) -> None:
-    """Write float seconds into a builtin_interfaces/Time in place."""
-    sec = math.floor(seconds)
-    nanosec = round((seconds - sec) * 1e9)
-    if nanosec >= 1_000_000_000:
-        sec, nanosec = sec + 1, nanosec - 1_000_000_000
-    stamp.sec, stamp.nanosec = int(sec), int(nanosec)
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -181,31 +169,6 @@ def chunk_from_msg(msg) -> ChunkArrays:
         inference_latency=msg.inference_latency,
         sequence=msg.sequence,
     )
-
-
-# --- states ----------------------------------------------------------------------------------
-def unified_state_from_msg(msg) -> tuple[float, np.ndarray, np.ndarray]:
-    """UnifiedState -> (stamp, values (128,) float32, mask (128,) bool)."""
-    values = np.asarray(msg.values, dtype=np.float32)
-    mask = np.asarray(msg.mask, dtype=bool)
-    return stamp_to_seconds(msg.header.stamp), values, mask
-
-
-def unified_state_to_msg(stamp_s, values, mask, msg_cls, embodiment="", control_frequency=0.0):
-    msg = msg_cls()
-    set_stamp(msg.header.stamp, stamp_s)
-    msg.embodiment = embodiment
-    msg.control_frequency = float(control_frequency)
-    msg.values = np.asarray(values, dtype=np.float32)
-    msg.mask = [bool(m) for m in mask]
-    return msg
-
-
-def joint_state_from_msg(msg) -> tuple[float, list[str], np.ndarray, np.ndarray]:
-    """sensor_msgs/JointState -> (stamp, names, positions, velocities)."""
-    positions = np.asarray(msg.position, dtype=np.float64)
-    velocities = np.asarray(msg.velocity, dtype=np.float64)
-    return stamp_to_seconds(msg.header.stamp), list(msg.name), positions, velocities
 
 
 # --- commands --------------------------------------------------------------------------------

@@ -1,55 +1,26 @@
 """Message <-> array conversions of the sim nodes, each small and round-trip tested.
 
+Stamps and JointState messages are built by ``unified_action_space.conversions`` (the one module
+for those messages; ``ns_to_stamp`` / ``stamp_to_ns`` are imported from there).
 Message classes only; no rclpy graph objects, so the tests run without a ROS context.
 """
 
 from __future__ import annotations
 
 import array
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray
 
 from action_diffusion_msgs.msg import EpisodeStatus
-
-_NS = 1_000_000_000
-
-
-def ns_to_stamp(ns: int) -> Time:
-    sec, nanosec = divmod(int(ns), _NS)
-    return Time(sec=sec, nanosec=nanosec)
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * _NS + int(stamp.nanosec)
+from unified_action_space.conversions import ns_to_stamp, stamp_to_ns
 
 
 def clock_msg(ns: int) -> Clock:
     return Clock(clock=ns_to_stamp(ns))
-
-
-def joint_state_msg(
-    names: Sequence[str], positions: np.ndarray, velocities: np.ndarray, stamp_ns: int
-) -> JointState:
-    msg = JointState()
-    msg.header.stamp = ns_to_stamp(stamp_ns)
-    msg.name = list(names)
-    msg.position = np.asarray(positions, dtype=np.float64).tolist()
-    msg.velocity = np.asarray(velocities, dtype=np.float64).tolist()
-    return msg
-
-
-def joint_positions_from_msg(msg: JointState, names: Sequence[str]) -> np.ndarray | None:
-    """Positions in ``names`` order; None when a name is missing."""
-    index = {name: i for i, name in enumerate(msg.name)}
-    if any(name not in index for name in names) or len(msg.position) < len(msg.name):
-        return None
-    return np.array([msg.position[index[name]] for name in names], dtype=np.float64)
 
 
 def command_msg(values: np.ndarray) -> Float64MultiArray:

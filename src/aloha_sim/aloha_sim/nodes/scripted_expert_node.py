@@ -28,13 +28,9 @@ from std_msgs.msg import Float64MultiArray
 from action_diffusion_msgs.msg import EpisodeStatus
 from aloha_sim.env import ARMS, JOINT_NAMES, TASKS
 from aloha_sim.expert import ScriptedExpert
-from aloha_sim.nodes.conversions import (
-    command_msg,
-    joint_positions_from_msg,
-    stamp_to_ns,
-    status_from_msg,
-)
+from aloha_sim.nodes.conversions import command_msg, status_from_msg
 from aloha_sim.nodes.sim_node import STATUS_TOPIC, command_topic, joint_state_topic
+from unified_action_space.conversions import joint_positions_from_msg, stamp_to_ns
 
 LOG_THROTTLE_S = 2.0
 

@@ -51,8 +51,8 @@ from aloha_sim.nodes.conversions import (
     command_from_msg,
     episode_status_msg,
     image_msg,
-    joint_state_msg,
 )
+from unified_action_space.conversions import joint_state_to_msg
 
 CLOCK_TOPIC = "/clock"
 STATUS_TOPIC = "/sim/episode_status"
@@ -200,7 +200,7 @@ class SimNode(Node):
         self._clock_pub.publish(clock_msg(stamp))
         for arm in ARMS:
             self._joint_pubs[arm].publish(
-                joint_state_msg(
+                joint_state_to_msg(
                     JOINT_NAMES,
                     self.env.joint_positions(arm),
                     self.env.joint_velocities(arm),

@@ -30,12 +30,12 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
 from action_diffusion_msgs.msg import UnifiedState
+from unified_action_space.conversions import joint_state_from_msg, unified_state_to_msg
 from unified_action_space.embodiment import (
     EmbodimentConfigError,
     JointStateError,
     load_embodiment,
 )
-from unified_action_space.nodes.conversions import joint_state_to_arrays, unified_state_to_msg
 
 UNIFIED_STATE_TOPIC = "/unified_state"
 PUBLISH_MODES = ("timer", "inputs")
@@ -107,7 +107,15 @@ class UnifiedStateNode(Node):
         return self.get_parameter(name).value
 
     def _on_joint_state(self, arm: str, msg: JointState) -> None:
-        names, positions, velocities, stamp_ns = joint_state_to_arrays(msg)
+        try:
+            names, positions, velocities, stamp_ns = joint_state_from_msg(msg)
+        except ValueError as exc:  # positions and names of different lengths
+            self.rejected += 1
+            self._problems[arm] = (DiagnosticStatus.ERROR, f"rejected: {exc}")
+            self.get_logger().error(
+                f"arm {arm!r}: joint state rejected: {exc}", throttle_duration_sec=LOG_THROTTLE_S
+            )
+            return
         now = self.get_clock().now().nanoseconds
         self._latest[arm] = _ArmInput(names, positions, velocities, stamp_ns, now)
         if self.publish_on == "inputs":
