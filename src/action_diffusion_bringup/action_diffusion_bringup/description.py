@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from action_diffusion_policy.runtime import CHUNK_TOPIC
+from action_diffusion_policy.runtime.ensembler import STRATEGIES
+
 PACKAGE = "action_diffusion_bringup"
 
 # Real robot (launch argument `robot`) -> embodiment name in unified_action_space.
@@ -36,12 +39,11 @@ ROBOT_EMBODIMENTS: dict[str, str] = {
 }
 SIM_EMBODIMENT = "aloha_sim"
 TASKS = ("transfer_cube", "insertion")
-STRATEGIES = ("temporal_ensembling", "receding_horizon")
 DEVICES = ("cpu", "cuda")
 BOOLEANS = ("true", "false")
 
 # Topic the policy node's chunks are remapped to (docs/ARCHITECTURE.md, Runtime).
-ACTION_CHUNK_TOPIC = "/policy/action_chunk"
+ACTION_CHUNK_TOPIC = CHUNK_TOPIC
 # Files a checkpoint directory must hold (docs/ARCHITECTURE.md, Policies).
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-NUM_SLOTS = 128
+from unified_action_space.layout import NUM_SLOTS  # defined once, with the unified layout
 
 BACKBONES = ("unet", "dit", "rdt")
 HEADS = ("ddpm", "flow", "regression")

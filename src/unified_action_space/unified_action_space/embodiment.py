@@ -56,11 +56,11 @@ from unified_action_space.kinematics import (
 )
 
 PACKAGE = "unified_action_space"
-COMMAND_TYPES = (
-    "std_msgs/msg/Float64MultiArray",
-    "trajectory_msgs/msg/JointTrajectory",
-    "sensor_msgs/msg/JointState",
-)
+# The command message types an arm can be driven with (ArmConfig.command_type).
+FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
+JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+JOINT_STATE = "sensor_msgs/msg/JointState"
+COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY, JOINT_STATE)
 ARM_NAMES = ("right", "left")
 
 

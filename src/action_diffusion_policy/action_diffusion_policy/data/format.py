@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from unified_action_space.layout import NUM_SLOTS  # defined once, with the unified layout
+
 FORMAT_VERSION = 1
-NUM_SLOTS = 128
 META_FILE = "meta.json"
 
 

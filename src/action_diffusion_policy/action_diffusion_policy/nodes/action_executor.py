@@ -41,12 +41,12 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk, UnifiedState
+from action_diffusion_policy.runtime import CHUNK_TOPIC
 from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
 
-CHUNK_TOPIC = "/policy/action_chunk"
 STATE_SOURCES = ("joint_states", "unified_state")
 
 

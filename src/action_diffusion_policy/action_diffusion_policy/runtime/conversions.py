@@ -14,14 +14,15 @@ import cv2
 import numpy as np
 
 from unified_action_space.conversions import set_stamp, stamp_to_seconds
+from unified_action_space.embodiment import (
+    COMMAND_TYPES,
+    FLOAT64_ARRAY,
+    JOINT_STATE,
+    JOINT_TRAJECTORY,
+)
 
 # 8-bit colour encodings cv_bridge converts to rgb8 correctly (its 16-bit table is wrong).
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-
-FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
-JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
-JOINT_STATE = "sensor_msgs/msg/JointState"
-COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY, JOINT_STATE)
 
 
 class ImageError(ValueError):
