@@ -141,3 +141,60 @@ def test_rotation_helpers_reject_wrong_shapes():
         rotation_matrix_to_6d(np.zeros((3, 4)))
     with pytest.raises(ValueError):
         rotation_6d_to_matrix(np.zeros(5))
+
+
+def _rdt_state_vec_table() -> dict[str, int]:
+    """RDT-1B's name -> index table (configs/state_vec.py of thu-ml/RoboticsDiffusionTransformer,
+    Liu et al. 2024), written out here from its facts, range by range."""
+    table: dict[str, int] = {}
+    # (prefixes, offset): the right arm also goes without a prefix; the left arm does not.
+    for prefixes, off in ((("", "right_"), 0), (("left_",), 50)):
+        for p in prefixes:
+            table.update({f"{p}arm_joint_{i}_pos": off + i for i in range(10)})  # [0, 10)
+            table.update({f"{p}gripper_joint_{i}_pos": off + 10 + i for i in range(5)})  # [10, 15)
+            table[f"{p}gripper_open"] = off + 10
+            table.update({f"{p}arm_joint_{i}_vel": off + 15 + i for i in range(10)})  # [15, 25)
+            table.update({f"{p}gripper_joint_{i}_vel": off + 25 + i for i in range(5)})  # [25, 30)
+            table[f"{p}gripper_open_vel"] = off + 25
+            table.update({f"{p}eef_pos_{a}": off + 30 + i for i, a in enumerate("xyz")})
+            table.update({f"{p}eef_angle_{i}": off + 33 + i for i in range(6)})  # [33, 39)
+            table.update({f"{p}eef_vel_{a}": off + 39 + i for i, a in enumerate("xyz")})
+            rpy = ("roll", "pitch", "yaw")
+            table.update({f"{p}eef_angular_vel_{a}": off + 42 + i for i, a in enumerate(rpy)})
+            # [42, 45) above; [45, 50) reserved
+    table.update(base_vel_x=100, base_vel_y=101, base_angular_vel=102)  # [103, 128) reserved
+    return table
+
+
+RDT_TABLE = _rdt_state_vec_table()
+
+
+def test_rdt_table_is_complete():
+    assert len(RDT_TABLE) == 144  # 94 right-arm (with and without prefix), 47 left, 3 base
+    # every non-reserved slot has an RDT name, and no reserved one does
+    assert set(RDT_TABLE.values()) == {i for i, k in enumerate(SLOT_KINDS) if k != "reserved"}
+
+
+@pytest.mark.parametrize("name", sorted(RDT_TABLE))
+def test_every_rdt_name_maps_to_rdt_index(name):
+    assert slot_index(name) == RDT_TABLE[name]
+    assert layout.slot_kind(name) == SLOT_KINDS[RDT_TABLE[name]]
+
+
+def test_rdt_aliases_are_exactly_rdt_names_that_are_not_ours():
+    assert set(layout.RDT_ALIASES) == set(RDT_TABLE) - set(SLOT_NAMES)
+    assert all(layout.RDT_ALIASES[n] == RDT_TABLE[n] for n in layout.RDT_ALIASES)
+    # the issue's examples
+    for name, index in [("right_eef_angle_0", 33), ("right_eef_vel_x", 39),
+                        ("right_eef_angular_vel_roll", 42), ("base_vel_x", 100),
+                        ("right_gripper_joint_0_pos", 10), ("left_eef_angle_5", 88)]:  # fmt: skip
+        assert slot_index(name) == index
+    assert slot_name(slot_index("base_vel_y")) == "base_lin_vel_y"  # names stay ours
+
+
+def test_embodiment_slots_accept_rdt_names():
+    from unified_action_space.embodiment import _slot
+
+    assert _slot("left_eef_angular_vel_yaw", "joints.x.position_slot") == 94
+    with pytest.raises(ValueError, match="RDT_ALIASES"):
+        _slot("left_eef_angle_6", "joints.x.position_slot")

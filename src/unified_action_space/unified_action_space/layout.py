@@ -69,16 +69,57 @@ SLOT_KINDS: tuple[str, ...] = tuple(kind for _, kind in _SLOTS)
 _INDEX = {name: i for i, name in enumerate(SLOT_NAMES)}
 assert len(SLOT_NAMES) == NUM_SLOTS and len(_INDEX) == NUM_SLOTS
 
+# Where RDT-1B's own slot names (its configs/state_vec.py) spell a slot differently from ours.
+_RDT_SPELLINGS = (
+    ("eef_rot6d_", "eef_angle_"),
+    ("eef_lin_vel_", "eef_vel_"),
+    ("eef_ang_vel_", "eef_angular_vel_"),
+    ("base_lin_vel_", "base_vel_"),
+)
+
+
+def _rdt_aliases() -> dict[str, int]:
+    """RDT-1B's slot names that are not ours -> slot index.
+
+    RDT spells the 6D rotation ``eef_angle_<i>``, the EEF velocities ``eef_vel_<axis>`` and
+    ``eef_angular_vel_<axis>`` and the base's linear velocity ``base_vel_<axis>``; it also names
+    the gripper opening slot gripper joint 0 (``<side>_gripper_joint_0_pos`` / ``_vel``), and
+    accepts every right-arm name without the ``right_`` prefix (one-arm robots).
+    """
+    names: dict[str, int] = {}
+    for index, name in enumerate(SLOT_NAMES):
+        if SLOT_KINDS[index] == RESERVED:
+            continue
+        for ours, rdt in _RDT_SPELLINGS:
+            name = name.replace(ours, rdt)
+        names[name] = index
+    for side, offset in ARM_OFFSETS.items():
+        names[f"{side}_gripper_joint_0_pos"] = offset + 10
+        names[f"{side}_gripper_joint_0_vel"] = offset + 10 + VELOCITY_OFFSET
+    names.update({n.removeprefix("right_"): i for n, i in names.items() if n.startswith("right_")})
+    assert all(_INDEX.get(n, i) == i for n, i in names.items())  # never ours at another index
+    return {n: i for n, i in names.items() if n not in _INDEX}
+
+
+RDT_ALIASES: dict[str, int] = _rdt_aliases()
+
 
 def slot_index(name: str) -> int:
-    """Index of a slot name (e.g. ``"left_gripper_open"`` -> 60)."""
-    try:
-        return _INDEX[name]
-    except KeyError:
+    """Index of a slot name (e.g. ``"left_gripper_open"`` -> 60).
+
+    RDT-1B's names are accepted as aliases (``RDT_ALIASES``: e.g. ``"right_eef_angle_0"`` -> 33,
+    ``"base_vel_x"`` -> 100, ``"right_gripper_joint_0_pos"`` -> 10), so RDT configs read unchanged.
+    """
+    index = _INDEX.get(name)
+    if index is None:
+        index = RDT_ALIASES.get(name)
+    if index is None:
         raise KeyError(
             f"unknown unified slot name {name!r}; names look like 'right_arm_joint_0_pos', "
-            "'left_gripper_open', 'right_eef_rot6d_0' (see unified_action_space.layout.SLOT_NAMES)"
+            "'left_gripper_open', 'right_eef_rot6d_0' (see unified_action_space.layout.SLOT_NAMES;"
+            " RDT-1B's names such as 'right_eef_angle_0' are accepted too: RDT_ALIASES)"
         ) from None
+    return index
 
 
 def slot_name(index: int) -> str:
