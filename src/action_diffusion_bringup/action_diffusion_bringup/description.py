@@ -248,11 +248,21 @@ def resolve_arguments(bringup: str, given: Mapping[str, str] | None = None) -> d
                 f"unknown robot {value!r}; known robots: {', '.join(ROBOT_EMBODIMENTS)} "
                 "(robot:=NAME)"
             )
-        if arg.choices and value.lower() not in arg.choices and value not in arg.choices:
-            raise BringupError(f"argument {name}:={value!r} is not one of {', '.join(arg.choices)}")
-        if arg.choices == BOOLEANS:
-            resolved[name] = value.lower()
+        if arg.choices:
+            choice = _match_choice(value, arg.choices)
+            if choice is None:
+                raise BringupError(
+                    f"argument {name}:={value!r} is not one of {', '.join(arg.choices)}"
+                )
+            resolved[name] = choice  # any letter case in, the choice's own spelling out
     return resolved
+
+
+def _match_choice(value: str, choices: Sequence[str]) -> str | None:
+    """The choice ``value`` names, compared without letter case (``CUDA`` -> ``cuda``)."""
+    if value in choices:
+        return value
+    return next((choice for choice in choices if choice.lower() == value.lower()), None)
 
 
 def _is_true(args: Mapping[str, str], name: str) -> bool:

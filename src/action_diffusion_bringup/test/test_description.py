@@ -2,6 +2,7 @@
 
 import ast
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,20 @@ def test_unknown_argument_and_bad_choice_are_named():
         d.describe("sim", {"policy": "false", "strategy": "fastest"})
     with pytest.raises(BringupError, match=r"unknown bringup 'demo'.*sim, real, record"):
         d.describe("demo")
+
+
+def test_choices_are_normalised_to_their_own_spelling(checkpoint):
+    given = {"checkpoint": str(checkpoint), "strategy": "Receding_Horizon", "device": "CUDA",
+             "task": "INSERTION", "recorder": "True"}  # fmt: skip
+    resolved = d.resolve_arguments("sim", given)
+    assert [resolved[k] for k in ("strategy", "device", "task", "recorder")] == [
+        "receding_horizon", "cuda", "insertion", "true"]  # fmt: skip
+    specs = {spec.name: spec for spec in d.describe("sim", given)}
+    assert specs["action_executor"].parameter_dict["strategy"] == "receding_horizon"
+    assert specs["policy"].parameter_dict["device"] == "cuda"
+    assert specs["sim"].parameter_dict["task"] == "insertion"
+    with pytest.raises(BringupError, match=r"device:='tpu' is not one of cpu, cuda"):
+        d.resolve_arguments("sim", {"device": "tpu"})
 
 
 @pytest.mark.parametrize("bringup", ["sim", "real"])
@@ -218,22 +233,49 @@ def declared_names(module_path):
     }
 
 
-def test_parameters_are_ones_the_nodes_declare(checkpoint):
-    """A parameter no node declares is silently ignored by rclpy: catch the typo here."""
-    for bringup, given in all_bringups(checkpoint):
-        for spec in d.describe(bringup, given):
-            module = console_script_modules(spec.package)[spec.executable]
-            path = SRC_DIR / spec.package / (module.replace(".", "/") + ".py")
-            if not path.is_file():
-                pytest.skip(f"{path} not written yet")
-            literals = declared_names(path)
-            given_names = set(spec.parameter_dict) - {"use_sim_time"}
-            for file in d.parameter_file_paths(spec, CONFIG_DIR):
-                for key, section in yaml.safe_load(file.read_text()).items():
-                    if key_matches(key, spec.fully_qualified_name):
-                        given_names |= set(section["ros__parameters"]) - {"use_sim_time"}
-            unknown = sorted(given_names - literals)
-            assert not unknown, f"{spec.executable} does not declare {unknown} ({path})"
+def _node_cases():
+    """One case per node of every bringup: (bringup case index, node index), with an id.
+
+    A bringup that cannot be described here becomes one case that fails at run time with
+    describe()'s error, rather than a collection error that hides every other case."""
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp)
+        for name in d.CHECKPOINT_FILES:
+            (checkpoint / name).write_text("{}")
+        cases = []
+        for i, (bringup, given) in enumerate(all_bringups(checkpoint)):
+            label = "-".join(f"{k}={v}" for k, v in given.items() if k != "checkpoint")
+            prefix = f"{bringup}-{label or 'default'}"
+            try:
+                specs = d.describe(bringup, given)
+            except Exception:  # reported by that case itself, at run time
+                cases.append(pytest.param(i, None, id=f"{prefix}-describe"))
+                continue
+            cases += [pytest.param(i, j, id=f"{prefix}-{s.name}") for j, s in enumerate(specs)]
+        return cases
+
+
+@pytest.mark.parametrize(("case", "node"), _node_cases())
+def test_parameters_are_ones_the_nodes_declare(checkpoint, case, node):
+    """A parameter no node declares is silently ignored by rclpy: catch the typo here.
+
+    One case per node, so a node module that is missing skips that node only."""
+    bringup, given = all_bringups(checkpoint)[case]
+    specs = d.describe(bringup, given)
+    assert node is not None, f"describe({bringup!r}) raised only at collection"
+    spec = specs[node]
+    module = console_script_modules(spec.package)[spec.executable]
+    path = SRC_DIR / spec.package / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        pytest.skip(f"{path} not written yet")
+    literals = declared_names(path)
+    given_names = set(spec.parameter_dict) - {"use_sim_time"}
+    for file in d.parameter_file_paths(spec, CONFIG_DIR):
+        for key, section in yaml.safe_load(file.read_text()).items():
+            if key_matches(key, spec.fully_qualified_name):
+                given_names |= set(section["ros__parameters"]) - {"use_sim_time"}
+    unknown = sorted(given_names - literals)
+    assert not unknown, f"{spec.executable} does not declare {unknown} ({path})"
 
 
 def test_node_command_spells_out_files_parameters_and_remaps(checkpoint, tmp_path):

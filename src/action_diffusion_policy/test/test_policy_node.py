@@ -137,12 +137,15 @@ def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
         end = time.monotonic() + 5
         while not future.done() and time.monotonic() < end:
             time.sleep(0.02)
+        assert future.done(), "no reply from ~/set_instruction within 5 s"
         assert future.result().success and node.instruction == "pick up the cube"
         client = probe.create_client(ResetEpisode, "/policy/reset_episode")
         assert client.wait_for_service(timeout_sec=5)
         future = client.call_async(ResetEpisode.Request(seed=3, use_seed=True))
+        end = time.monotonic() + 5  # a deadline of its own, not set_instruction's spent one
         while not future.done() and time.monotonic() < end:
             time.sleep(0.02)
+        assert future.done(), "no reply from ~/reset_episode within 5 s"
         assert future.result().success and node.buffer.select()[1] == "waiting_for_cam_high"
 
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
