@@ -53,11 +53,13 @@ def sim_overrides(cameras: list[str], real_time_factor: float, steps: int) -> di
 def recorder_topics(cameras: list[str]) -> dict:
     """Recorder parameters that record exactly ``cameras`` (none: no image topic at all, so
     the dataset builder does not meet camera topics that never carried a message)."""
-    if cameras:
-        return {"camera_topics": [f"/cameras/{c}/image_raw" for c in cameras]}
     from action_diffusion_policy.data import embodiment_adapter as ea
+    from unified_action_space import load_embodiment
 
-    defaults = ea.record_topics(ea.load(description.SIM_EMBODIMENT), False, ea.UNIFIED_STATE_TOPIC)
+    embodiment = load_embodiment(description.SIM_EMBODIMENT, kinematics=False)
+    if cameras:
+        return {"camera_topics": [embodiment.camera(c).topic for c in cameras]}
+    defaults = ea.record_topics(embodiment, False, ea.UNIFIED_STATE_TOPIC)
     return {
         "topics": [
             f"{topic}:{msgtype}"

@@ -3,7 +3,8 @@
 Starts the `sim` bringup with the runner (the same nodes `sim.launch.py` starts), then, as an
 ordinary ROS client, resets the sim with a seed per episode (`/sim/reset`), follows
 `/sim/episode_status` until success or the episode's end, prints the success rate and writes a
-video of the first episode from the top camera (`/cameras/cam_high/image_raw`) under artifacts/.
+video of the first episode from the top camera (`cam_high`, its topic from the aloha_sim
+embodiment's cameras) under artifacts/.
 
 What drives the arms: the policy node + action executor when a trained checkpoint exists
 (DEFAULT_CHECKPOINT, or DEMO_CHECKPOINT / --checkpoint); until then the scripted expert node,
@@ -39,7 +40,7 @@ REPO_ROOT = Path.cwd()
 DEFAULT_CHECKPOINT = description.checkpoints_dir() / "transfer_cube"
 ARTIFACTS = Path("artifacts")  # under the working directory, as the README says
 TASK = "transfer_cube"
-CAMERA_TOPIC = "/cameras/cam_high/image_raw"
+VIDEO_CAMERA = "cam_high"  # the camera the video shows
 STATUS_TOPIC = "/sim/episode_status"
 RESET_SERVICE = "/sim/reset"
 POLICY_RESET_SERVICE = "/policy/reset_episode"
@@ -58,6 +59,13 @@ class EpisodeResult:
     max_reward: int
     wall_s: float
     chunks: int  # ActionChunks the policy published during the episode (0 with the expert)
+
+
+def camera_topic(camera: str = VIDEO_CAMERA) -> str:
+    """The sim's topic of ``camera``, from the aloha_sim embodiment's camera table."""
+    from unified_action_space import load_embodiment
+
+    return load_embodiment(description.SIM_EMBODIMENT, kinematics=False).camera(camera).topic
 
 
 def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
@@ -111,7 +119,9 @@ class DemoClient:
         self.frame_stamps: list[float] = []
         self.recording = False
         self.node.create_subscription(EpisodeStatus, STATUS_TOPIC, self._on_status, 10)
-        self.node.create_subscription(Image, CAMERA_TOPIC, self._on_image, qos_profile_sensor_data)
+        self.node.create_subscription(
+            Image, camera_topic(), self._on_image, qos_profile_sensor_data
+        )
         self.reset_client = self.node.create_client(ResetEpisode, RESET_SERVICE)
         # The policy clears its observation history and sampler state at each new episode; it
         # is ready once its lifecycle state is active (configured with the checkpoint loaded).
@@ -417,7 +427,7 @@ def main(argv=None) -> int:
         fps = write_video(frames, stamps, video)
         print(f"[demo] video of episode 1: {video} ({len(frames)} frames, {fps:.1f} fps)")
     else:
-        print(f"[demo] no frames on {CAMERA_TOPIC}: no video written")
+        print(f"[demo] no frames on {camera_topic()}: no video written")
     successes = sum(r.success for r in results)
     rate = successes / len(results)
     summary = {

@@ -14,8 +14,9 @@ cannot drift apart. Three bringups:
 Parameters live in YAML files under `config/` (`node_name: ros__parameters:`); a node spec
 names its files and adds the few values that come from launch arguments. A real robot's arms
 keep the per-arm namespaces of their drivers (e.g. /piper_left/..., from the embodiment config);
-its cameras are listed in `config/cameras_<robot>.yaml` (camera name -> driver topic), applied
-as remappings of the conventional `/cameras/<name>/image_raw` the policy node and recorder use.
+its cameras are the `cameras` of its embodiment YAML (camera name -> driver topic), which the
+policy node and recorder read; they are also applied as remappings of the conventional
+`/cameras/<name>/image_raw`, for a node told that topic by hand.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ BRINGUPS: dict[str, Bringup] = {
             Argument(
                 "robot",
                 "aloha",
-                "Which robot: selects the embodiment (joint-state and command topics, limits) "
-                "and the camera topics (config/cameras_<robot>.yaml).",
+                "Which robot: selects the embodiment (joint-state, command and camera topics, "
+                "limits; unified_action_space config/embodiments/<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
             _bool_argument("policy", True, "Run the policy node + action executor."),
@@ -181,8 +182,8 @@ BRINGUPS: dict[str, Bringup] = {
             Argument(
                 "robot",
                 "aloha",
-                "Which robot: selects the embodiment and the camera topics to record "
-                "(config/cameras_<robot>.yaml).",
+                "Which robot: selects the embodiment and so the topics to record, cameras "
+                "included (unified_action_space config/embodiments/<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
             Argument("task", "transfer_cube", "Task name stored in each bag's metadata."),
@@ -295,41 +296,45 @@ def check_checkpoint(path: str) -> Path:
 CAMERA_TOPIC_CONVENTION = "/cameras/{name}/image_raw"
 
 
-def camera_topics(robot: str, directory: Path | None = None) -> dict[str, str]:
-    """Camera name -> image topic of the robot's driver, from config/cameras_<robot>.yaml."""
-    import yaml
+def robot_cameras(robot: str) -> dict[str, Any]:
+    """Camera name -> ``CameraConfig`` of the robot, from its embodiment YAML's ``cameras``."""
+    from unified_action_space import EmbodimentConfigError, load_embodiment
 
-    path = (directory or config_dir()) / f"cameras_{robot}.yaml"
-    if not path.is_file():
+    try:
+        embodiment = load_embodiment(ROBOT_EMBODIMENTS[robot], kinematics=False)
+    except EmbodimentConfigError as error:
+        raise BringupError(f"robot {robot!r}: {error}") from None
+    if not embodiment.cameras:
         raise BringupError(
-            f"robot {robot!r} has no camera file {path}; add one like cameras_aloha.yaml"
+            f"robot {robot!r}: its embodiment {embodiment.source} lists no cameras; add a "
+            "'cameras' section like the one in aloha.yaml"
         )
-    data = yaml.safe_load(path.read_text())
-    cameras = data.get("cameras") if isinstance(data, dict) else None
-    if not isinstance(cameras, dict) or not cameras:
-        raise BringupError(f"{path}: key 'cameras' must map camera names to image topics")
-    for name, topic in cameras.items():
-        if not isinstance(topic, str) or not topic.startswith("/"):
-            raise BringupError(
-                f"{path}: cameras.{name} = {topic!r}; expected an absolute topic like "
-                f"{CAMERA_TOPIC_CONVENTION.format(name=name)}"
-            )
-    return {str(name): topic for name, topic in cameras.items()}
+    return dict(embodiment.cameras)
 
 
-def camera_remappings(cameras: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """Remap the conventional topic of each camera (raw and compressed) to the driver's."""
+def camera_topics(robot: str) -> dict[str, str]:
+    """Camera name -> image topic of the robot's driver, from its embodiment YAML."""
+    return {name: camera.topic for name, camera in robot_cameras(robot).items()}
+
+
+def camera_remappings(cameras: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Remap the conventional topic of each camera (raw and compressed) to the driver's.
+
+    ``cameras``: name -> ``CameraConfig``; a compressed camera has only its CompressedImage
+    topic, the target of the conventional ``.../compressed``.
+    """
     remaps: list[tuple[str, str]] = []
-    for name, topic in cameras.items():
+    for name, camera in cameras.items():
         conventional = CAMERA_TOPIC_CONVENTION.format(name=name)
-        if topic != conventional:
+        topic = camera.topic
+        if camera.type == "compressed":
+            remaps.append((f"{conventional}/compressed", topic))
+        elif topic != conventional:
             remaps += [(conventional, topic), (f"{conventional}/compressed", f"{topic}/compressed")]
     return tuple(remaps)
 
 
-def _candidate_nodes(
-    bringup: str, args: Mapping[str, str], directory: Path | None
-) -> list[NodeSpec]:
+def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
     """Every node the bringup may start, each with its condition (not yet filtered)."""
     sim_time = (("use_sim_time", _is_true(args, "use_sim_time")),)
     if bringup == "sim":
@@ -341,7 +346,7 @@ def _candidate_nodes(
         state_files: tuple[str, ...] = ("unified_state.yaml", "sim.yaml")
     else:
         embodiment = ROBOT_EMBODIMENTS[args["robot"]]
-        cameras_remapped = camera_remappings(camera_topics(args["robot"], directory))
+        cameras_remapped = camera_remappings(robot_cameras(args["robot"]))
         recorder_files = ("recorder.yaml", "real.yaml")
         policy_files = ("policy.yaml",)
         state_files = ("unified_state.yaml",)
@@ -427,9 +432,7 @@ def _candidate_nodes(
     return [sim, state, policy, executor, expert, recorder]
 
 
-def describe(
-    bringup: str, given: Mapping[str, str] | None = None, config_directory: Path | None = None
-) -> list[NodeSpec]:
+def describe(bringup: str, given: Mapping[str, str] | None = None) -> list[NodeSpec]:
     """The nodes `bringup` starts for the launch arguments `given` (defaults for the rest).
 
     Raises BringupError before anything starts on an unknown bringup, argument or robot, on a
@@ -443,7 +446,7 @@ def describe(
         )
     return [
         spec
-        for spec in _candidate_nodes(bringup, args, config_directory)
+        for spec in _candidate_nodes(bringup, args)
         if spec.condition is None or _is_true(args, spec.condition)
     ]
 

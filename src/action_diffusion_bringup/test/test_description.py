@@ -10,6 +10,8 @@ import yaml
 
 from action_diffusion_bringup import description as d
 from action_diffusion_bringup.description import BringupError
+from unified_action_space import load_embodiment
+from unified_action_space.embodiment import resolve_embodiment_path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SRC_DIR = PACKAGE_DIR.parent
@@ -144,8 +146,10 @@ def test_real_robot_selects_embodiment_and_camera_topics(robot, checkpoint):
     for spec in specs:
         assert spec.parameter_dict["embodiment"] == d.ROBOT_EMBODIMENTS[robot]
         assert spec.parameter_dict["use_sim_time"] is False
-    cameras = yaml.safe_load((CONFIG_DIR / f"cameras_{robot}.yaml").read_text())["cameras"]
+    embodiment = load_embodiment(d.ROBOT_EMBODIMENTS[robot], kinematics=False)
+    cameras = embodiment.camera_topics
     assert set(cameras) >= {"cam_high"}
+    assert d.camera_topics(robot) == cameras
     recorded = d.describe("record", {"robot": robot, "task": "fold"})
     assert names(recorded) == ["unified_state", "recorder"]
     assert recorded[1].parameter_dict["task"] == "fold"
@@ -165,12 +169,17 @@ def test_piper_cameras_are_remapped_to_its_drivers(checkpoint):
     assert ("/cameras/cam_high/image_raw", "/camera_f/color/image_raw") in policy.remappings
 
 
-def test_a_bad_camera_file_names_the_file_and_key(tmp_path):
-    (tmp_path / "cameras_piper.yaml").write_text("cameras:\n  cam_high: camera_f/image\n")
-    with pytest.raises(BringupError, match=r"cameras_piper\.yaml: cameras\.cam_high"):
-        d.describe("record", {"robot": "piper"}, config_directory=tmp_path)
-    with pytest.raises(BringupError, match="no camera file"):
-        d.describe("record", {"robot": "ur5e"}, config_directory=tmp_path)
+def test_a_bad_camera_table_names_the_file_and_key(tmp_path, monkeypatch):
+    data = yaml.safe_load(resolve_embodiment_path("piper").read_text())
+    data["cameras"]["cam_high"]["topic"] = "camera_f/image"
+    (tmp_path / "piper.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setitem(d.ROBOT_EMBODIMENTS, "piper", str(tmp_path / "piper.yaml"))
+    with pytest.raises(BringupError, match=r"piper\.yaml: cameras\.cam_high\.topic"):
+        d.describe("record", {"robot": "piper"})
+    del data["cameras"]
+    (tmp_path / "piper.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(BringupError, match="lists no cameras"):
+        d.describe("record", {"robot": "piper"})
 
 
 def test_real_without_policy_needs_no_checkpoint():
@@ -188,7 +197,7 @@ def key_matches(key, fully_qualified_name):
 
 
 def parameter_files():
-    return sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("cameras_"))
+    return sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 def test_config_files_are_ros_parameter_files():
@@ -213,8 +222,8 @@ def test_every_parameter_file_has_a_section_for_each_node_using_it(checkpoint):
                     f"{path.name} has no section for {spec.fully_qualified_name}"
                 )
     assert used == {path.name for path in parameter_files()}, "unused config files"
-    cameras = {path.name for path in CONFIG_DIR.glob("cameras_*.yaml")}
-    assert cameras == {f"cameras_{robot}.yaml" for robot in d.ROBOT_EMBODIMENTS}
+    # One camera table: the embodiment YAML's `cameras`, none here.
+    assert not list(CONFIG_DIR.glob("cameras_*.yaml"))
 
 
 def console_script_modules(package):

@@ -329,6 +329,48 @@ def _write(tmp_path: Path, data) -> Path:
     return path
 
 
+# Camera name -> driver topic of every shipped embodiment (what the bringup remapped to before
+# the table moved into the embodiment YAML).
+SHIPPED_CAMERAS = {
+    "aloha": "/cameras/{}/image_raw",
+    "aloha_sim": "/cameras/{}/image_raw",
+    "ur5e": "/cameras/{}/color/image_raw",
+    "fr3": "/cameras/{}/color/image_raw",
+}
+PIPER_CAMERAS = {"cam_high": "/camera_f/color/image_raw",
+                 "cam_left_wrist": "/camera_l/color/image_raw",
+                 "cam_right_wrist": "/camera_r/color/image_raw"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cameras(embodiments, name):
+    emb = embodiments[name]
+    names = ("cam_high", "cam_left_wrist", "cam_right_wrist")
+    expected = PIPER_CAMERAS if name == "piper" else {
+        c: SHIPPED_CAMERAS[name].format(c) for c in names}  # fmt: skip
+    assert emb.camera_topics == expected
+    for camera in emb.cameras.values():
+        assert camera.type == "raw" and camera.message_type == "sensor_msgs/msg/Image"
+        assert camera.subscription() == (camera.topic, "sensor_msgs/msg/Image")
+        assert camera.subscription(compressed=True) == (
+            f"{camera.topic}/compressed", "sensor_msgs/msg/CompressedImage")  # fmt: skip
+    with pytest.raises(KeyError, match=r"no camera 'cam_low'.*cam_high"):
+        emb.camera("cam_low")
+
+
+def test_compressed_camera_and_no_cameras(tmp_path, aloha_dict):
+    data = copy.deepcopy(aloha_dict)
+    del data["kinematics"]
+    data["cameras"] = {"front": {"topic": "/front/image/compressed", "type": "compressed"}}
+    front = load_embodiment(_write(tmp_path, data)).camera("front")
+    assert front.message_type == "sensor_msgs/msg/CompressedImage"
+    # A compressed-only driver has one topic, whatever the subscriber prefers.
+    assert front.subscription() == front.subscription(compressed=True) == (
+        "/front/image/compressed", "sensor_msgs/msg/CompressedImage")  # fmt: skip
+    del data["cameras"]
+    assert load_embodiment(_write(tmp_path, data)).cameras == {}
+
+
 def test_user_config_by_path(tmp_path, aloha_dict):
     data = copy.deepcopy(aloha_dict)
     data.pop("name")
@@ -396,6 +438,18 @@ def _mutations():
     def bad_arm(d):
         d["arms"]["middle"] = d["arms"].pop("left")
 
+    def relative_camera_topic(d):
+        d["cameras"]["cam_high"]["topic"] = "cameras/cam_high/image_raw"
+
+    def bad_camera_type(d):
+        d["cameras"]["cam_high"]["type"] = "jpeg"
+
+    def camera_without_type(d):
+        d["cameras"]["cam_high"].pop("type")
+
+    def bad_camera_name(d):
+        d["cameras"]["cam-high"] = d["cameras"].pop("cam_high")
+
     return [
         (dup_slot, r"arms\.left\.joints\.elbow\.position_slot.*already filled.*'waist'"),
         (pos_in_vel_slot, r"arms\.left\.joints\.elbow\.position_slot.*joint_vel slot"),
@@ -412,6 +466,10 @@ def _mutations():
         (inverted_limits, r"arms\.left\.joints\.elbow\.position_limits: lower must be < upper"),
         (bad_frequency, r"control_frequency must be a positive"),
         (bad_arm, r"arms: unknown key.*'middle'"),
+        (relative_camera_topic, r"cameras\.cam_high\.topic: 'cameras/cam_high/image_raw'"),
+        (bad_camera_type, r"cameras\.cam_high\.type: 'jpeg' not supported.*'raw', 'compressed'"),
+        (camera_without_type, r"cameras\.cam_high\.type: missing"),
+        (bad_camera_name, r"cameras\.cam-high: camera name 'cam-high' is not a ROS name"),
     ]
 
 

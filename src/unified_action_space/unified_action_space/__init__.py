@@ -2,8 +2,10 @@
 state/command mapping and the unified state node (only ``nodes/`` imports rclpy)."""
 
 from unified_action_space.embodiment import (
+    CAMERA_TYPES,
     COMMAND_TYPES,
     ArmConfig,
+    CameraConfig,
     Embodiment,
     EmbodimentConfigError,
     JointConfig,
@@ -23,11 +25,13 @@ from unified_action_space.layout import (
 )
 
 __all__ = [
+    "CAMERA_TYPES",
     "COMMAND_TYPES",
     "GROUPS",
     "NUM_SLOTS",
     "SLOT_NAMES",
     "ArmConfig",
+    "CameraConfig",
     "Embodiment",
     "EmbodimentConfigError",
     "JointConfig",

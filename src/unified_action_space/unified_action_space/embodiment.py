@@ -29,6 +29,10 @@ YAML schema (every key is checked; unknown keys are errors so typos surface)::
           left_finger: {position_slot: left_gripper_open, velocity_slot: left_gripper_open_vel,
                         gripper_range: [0.01844, 0.058],   # raw value mapped to [0, 1]
                         position_limits: [0.021, 0.057], velocity_limit: 1.0}
+    cameras:                         # optional: camera name (as checkpoints and bags call it)
+      cam_high: {topic: /cameras/cam_high/image_raw, type: raw}   # -> its driver's topic
+    # type: raw (sensor_msgs/msg/Image on `topic`; image_transport adds `<topic>/compressed`)
+    #       or compressed (the driver publishes only sensor_msgs/msg/CompressedImage on `topic`)
 
 Units: joint positions rad (m for prismatic joints), velocities rad/s (m/s); the gripper opening
 slot holds ``(raw - lo) / (hi - lo)`` and its velocity slot ``raw_velocity / (hi - lo)``.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +67,13 @@ JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY, JOINT_STATE)
 ARM_NAMES = ("right", "left")
+# Camera ``type`` in the YAML -> the message type the driver publishes on the camera's topic.
+CAMERA_TYPES = {
+    "raw": "sensor_msgs/msg/Image",
+    "compressed": "sensor_msgs/msg/CompressedImage",
+}
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a ROS name token: /cameras/<name>/...
+_TOPIC = re.compile(r"(/[A-Za-z0-9_]+)+")  # an absolute ROS topic name
 
 
 class EmbodimentConfigError(ValueError):
@@ -253,6 +265,53 @@ class ArmConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """One camera of the robot: the topic its driver publishes and the message type there.
+
+    Attributes:
+        name: camera name as checkpoints, datasets and bags call it (e.g. "cam_high").
+        topic: absolute topic of the driver's images.
+        type: "raw" (sensor_msgs/msg/Image; image_transport's CompressedImage stream is
+            ``<topic>/compressed``) or "compressed" (only CompressedImage, on ``topic``).
+        where: "file: key" prefix for error messages.
+    """
+
+    name: str
+    topic: str
+    type: str = "raw"
+    where: str = "<camera>"
+
+    def __post_init__(self) -> None:
+        w = self.where
+        if not isinstance(self.name, str) or not _CAMERA_NAME.fullmatch(self.name):
+            raise EmbodimentConfigError(
+                f"{w}: camera name {self.name!r} is not a ROS name (letters, digits, '_', "
+                "starting with a letter)"
+            )
+        if not isinstance(self.topic, str) or not _TOPIC.fullmatch(self.topic):
+            raise EmbodimentConfigError(
+                f"{w}.topic: {self.topic!r}; expected an absolute topic like "
+                f"/cameras/{self.name}/image_raw"
+            )
+        if self.type not in CAMERA_TYPES:
+            raise EmbodimentConfigError(
+                f"{w}.type: {self.type!r} not supported; use one of {list(CAMERA_TYPES)}"
+            )
+
+    @property
+    def message_type(self) -> str:
+        """The message type on ``topic``."""
+        return CAMERA_TYPES[self.type]
+
+    def subscription(self, compressed: bool = False) -> tuple[str, str]:
+        """(topic, message type) to subscribe to; ``compressed`` asks for a raw camera's
+        image_transport stream ``<topic>/compressed`` (a compressed camera has only one)."""
+        if self.type == "raw" and compressed:
+            return f"{self.topic}/compressed", CAMERA_TYPES["compressed"]
+        return self.topic, self.message_type
+
+
+@dataclass(frozen=True)
 class KinematicsConfig:
     """A MuJoCo model that gives each arm's end-effector pose in its base frame."""
 
@@ -327,6 +386,7 @@ class Embodiment:
         description: free text from the YAML.
         source: the YAML file it came from (or "<dict>").
         kinematics: MuJoCo FK model or None (then EEF slots stay masked out).
+        cameras: camera name -> ``CameraConfig``, in YAML order (empty: the robot lists none).
 
     Derived at construction:
         state_mask: (128,) bool, slots a full state fills (positions, velocities, EEF pose).
@@ -342,6 +402,7 @@ class Embodiment:
     description: str = ""
     source: str = "<dict>"
     kinematics: KinematicsConfig | None = None
+    cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
     state_mask: np.ndarray = field(init=False, repr=False)
     action_slots: np.ndarray = field(init=False, repr=False)
     position_limits_unified: np.ndarray = field(init=False, repr=False)
@@ -363,6 +424,12 @@ class Embodiment:
         if len(set(arm_names)) != len(arm_names):
             raise EmbodimentConfigError(f"{w}: arms: arm names repeat: {arm_names}")
         self.arms = tuple(sorted(self.arms, key=lambda a: ARM_NAMES.index(a.name)))
+        for name, camera in self.cameras.items():
+            if not isinstance(camera, CameraConfig) or camera.name != name:
+                raise EmbodimentConfigError(
+                    f"{w}: cameras.{name}: expected a CameraConfig named {name!r}, got {camera!r}"
+                )
+        self.cameras = dict(self.cameras)
         owner: dict[int, str] = {}
         for arm in self.arms:
             for joint in arm.joints:
@@ -483,6 +550,18 @@ class Embodiment:
     @property
     def has_kinematics(self) -> bool:
         return self._fk is not None
+
+    @property
+    def camera_topics(self) -> dict[str, str]:
+        """Camera name -> the topic its driver publishes (``cameras`` in YAML order)."""
+        return {name: camera.topic for name, camera in self.cameras.items()}
+
+    def camera(self, name: str) -> CameraConfig:
+        try:
+            return self.cameras[name]
+        except KeyError:
+            raise KeyError(f"embodiment {self.name!r} has no camera {name!r}; cameras: "
+                           f"{list(self.cameras)}") from None  # fmt: skip
 
     @property
     def action_slot_names(self) -> tuple[str, ...]:
@@ -733,7 +812,8 @@ def _as_float_array(values: Any, n: int, arm: str, what: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- YAML loading
 
-_TOP_KEYS = {"name", "description", "control_frequency", "kinematics", "arms"}
+_TOP_KEYS = {"name", "description", "control_frequency", "kinematics", "arms", "cameras"}
+_CAMERA_KEYS = {"topic", "type"}
 _ARM_KEYS = {"joint_state_topic", "command_topic", "command_type", "command_joint_names", "joints"}
 _JOINT_KEYS = {"position_slot", "velocity_slot", "position_limits", "velocity_limit",
                "gripper_range"}  # fmt: skip
@@ -815,6 +895,19 @@ def _parse_arm(name: str, data: Any, where: str) -> ArmConfig:
     )
 
 
+def _parse_cameras(data: Any, where: str) -> dict[str, CameraConfig]:
+    if data is None:
+        return {}
+    _check_keys(data, set(data) if isinstance(data, Mapping) else set(), where)
+    cameras = {}
+    for name, spec in data.items():
+        w = f"{where}.{name}"
+        _check_keys(spec, _CAMERA_KEYS, w, required=_CAMERA_KEYS)
+        cameras[str(name)] = CameraConfig(name=str(name), topic=spec["topic"], type=spec["type"],
+                                          where=w)  # fmt: skip
+    return cameras
+
+
 def _parse_kinematics(data: Any, arms: tuple[ArmConfig, ...], where: str, base_dir: Path | None):
     _check_keys(data, _KIN_KEYS, where, required={"type", "model", "arms"})
     if data["type"] != "mujoco":
@@ -861,6 +954,7 @@ def embodiment_from_dict(
     kin = None
     if kinematics and data.get("kinematics") is not None:
         kin = _parse_kinematics(data["kinematics"], arms, f"{source}: kinematics", base_dir)
+    cameras = _parse_cameras(data.get("cameras"), f"{source}: cameras")
     name = data.get("name") or (Path(source).stem if source != "<dict>" else "")
     return Embodiment(
         name=name,
@@ -869,6 +963,7 @@ def embodiment_from_dict(
         description=str(data.get("description", "")).strip(),
         source=source,
         kinematics=kin,
+        cameras=cameras,
     )
 
 

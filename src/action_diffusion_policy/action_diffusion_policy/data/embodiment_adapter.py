@@ -2,6 +2,7 @@
 how its joint states and joint commands become 128-slot unified vectors.
 
 Kept in one place so that an API change on the unified_action_space side touches one file.
+Every answer comes from the ``Embodiment`` (its YAML): cameras, arms, topics, the mapping.
 """
 
 from __future__ import annotations
@@ -11,36 +12,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+from unified_action_space import CAMERA_TYPES, Embodiment, load_embodiment
+
+IMAGE_TYPE = CAMERA_TYPES["raw"]
+COMPRESSED_TYPE = CAMERA_TYPES["compressed"]
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 UNIFIED_STATE_TYPE = "action_diffusion_msgs/msg/UnifiedState"
 EPISODE_STATUS_TYPE = "action_diffusion_msgs/msg/EpisodeStatus"
 EPISODE_STATUS_TOPIC = "/sim/episode_status"
 UNIFIED_STATE_TOPIC = "/unified_state"
-# ALOHA camera topics (ARCHITECTURE.md); used when an embodiment config lists no cameras.
-DEFAULT_CAMERAS = {
-    "cam_high": "/cameras/cam_high/image_raw",
-    "cam_left_wrist": "/cameras/cam_left_wrist/image_raw",
-    "cam_right_wrist": "/cameras/cam_right_wrist/image_raw",
-}
 
 
-def load(name_or_path: str):
-    """``unified_action_space.load_embodiment`` (imported late: it is another package)."""
-    from unified_action_space import load_embodiment
-
+def load(name_or_path: str) -> Embodiment:
+    """``unified_action_space.load_embodiment`` (with kinematics: the state fills EEF slots)."""
     return load_embodiment(name_or_path)
 
 
-def camera_topics(embodiment) -> dict[str, str]:
-    """camera name -> raw image topic, from the embodiment config when it lists cameras."""
-    cams = getattr(embodiment, "cameras", None) or getattr(embodiment, "camera_topics", None)
-    if isinstance(cams, Mapping) and cams:
-        return {str(k): str(getattr(v, "topic", v)) for k, v in cams.items()}
-    if isinstance(cams, Sequence) and cams and not isinstance(cams, str):
-        return {str(c.name): str(c.topic) for c in cams}
-    return dict(DEFAULT_CAMERAS)
+def camera_topics(embodiment: Embodiment) -> dict[str, str]:
+    """camera name -> the topic its driver publishes, from the embodiment's ``cameras``."""
+    return embodiment.camera_topics
 
 
 def camera_name_from_topic(topic: str) -> str:
@@ -52,7 +42,7 @@ def camera_name_from_topic(topic: str) -> str:
 
 
 def record_topics(
-    embodiment,
+    embodiment: Embodiment,
     compressed_images: bool = False,
     unified_state_topic: str | None = UNIFIED_STATE_TOPIC,
     episode_status_topic: str | None = EPISODE_STATUS_TOPIC,
@@ -61,13 +51,11 @@ def record_topics(
     """topic -> type of everything a demonstration needs: cameras, joint states, commands,
     unified state and the sim's episode status."""
     topics: dict[str, str] = {}
-    for name, topic in camera_topics(embodiment).items():
+    for name, camera in embodiment.cameras.items():
         if cameras is not None and name not in cameras:
             continue
-        if compressed_images:
-            topics[f"{topic}/compressed"] = COMPRESSED_TYPE
-        else:
-            topics[topic] = IMAGE_TYPE
+        topic, msgtype = camera.subscription(compressed_images)
+        topics[topic] = msgtype
     for arm in embodiment.arms:
         topics[arm.joint_state_topic] = JOINT_STATE_TYPE
         topics[arm.command_topic] = arm.command_type
@@ -122,23 +110,23 @@ def command_positions(msg, msgtype: str, joint_names: Sequence[str]) -> np.ndarr
 class UnifiedMapper:
     """Joint states / commands of one embodiment -> (128,) unified vectors."""
 
-    embodiment: object
+    embodiment: Embodiment
 
     @property
     def name(self) -> str:
-        return str(self.embodiment.name)
+        return self.embodiment.name
 
     @property
     def control_frequency(self) -> float:
-        return float(self.embodiment.control_frequency)
+        return self.embodiment.control_frequency
 
     @property
     def state_mask(self) -> np.ndarray:
-        return np.asarray(self.embodiment.state_mask, dtype=bool)
+        return self.embodiment.state_mask
 
     @property
     def action_slots(self) -> np.ndarray:
-        return np.asarray(self.embodiment.action_slots, dtype=np.int64)
+        return self.embodiment.action_slots.astype(np.int64)
 
     @property
     def arms(self):
@@ -150,25 +138,4 @@ class UnifiedMapper:
 
     def action_from_commands(self, commands: Mapping[str, np.ndarray]) -> np.ndarray:
         """{arm: commanded positions in driver order} -> (128,) unified action."""
-        emb = self.embodiment
-        for attr in ("actions_from_commands", "action_from_commands"):
-            fn = getattr(emb, attr, None)
-            if fn is not None:
-                out = np.asarray(fn(dict(commands)), dtype=np.float32)
-                if out.ndim == 2:
-                    out = out[0]
-                if out.shape == (128,):
-                    return out
-                full = np.zeros(128, np.float32)
-                full[self.action_slots] = out
-                return full
-        # Fallback: a command is a joint state with the commanded positions as positions.
-        js = {}
-        for arm in emb.arms:
-            pos = np.asarray(commands[arm.name], dtype=np.float64)
-            js[arm.name] = (list(arm.command_joint_names), pos, np.zeros_like(pos))
-        values, _mask = emb.state_from_joint_states(js)
-        out = np.zeros(128, np.float32)
-        slots = self.action_slots
-        out[slots] = np.asarray(values, dtype=np.float32)[slots]
-        return out
+        return np.asarray(self.embodiment.actions_from_commands(dict(commands)), np.float32)

@@ -52,11 +52,6 @@ from action_diffusion_policy.runtime.policy_fit import default_camera_topics, po
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
 
 STATE_SOURCES = ("unified_state", "joint_states")
-ALOHA_CAMERAS = {
-    "cam_high": "/cameras/cam_high/image_raw",
-    "cam_left_wrist": "/cameras/cam_left_wrist/image_raw",
-    "cam_right_wrist": "/cameras/cam_right_wrist/image_raw",
-}
 
 
 class LatencyStats:
@@ -99,8 +94,9 @@ class PolicyNode(LifecycleNode):
         p = self.declare_parameter
         p("checkpoint", "")
         p("embodiment", "aloha_sim")
-        # Empty (or [""]): /cameras/<name>/image_raw for each checkpoint camera. Dynamic typing
-        # so that an empty list from YAML or the command line is accepted.
+        # Empty (or [""]): the embodiment's topic of each checkpoint camera (else
+        # /cameras/<name>/image_raw). Dynamic typing so that an empty list from YAML or the
+        # command line is accepted.
         p("camera_topics", [""], ParameterDescriptor(dynamic_typing=True))
         p("compressed", False)
         p("state_source", "unified_state")
@@ -188,7 +184,7 @@ class PolicyNode(LifecycleNode):
             self.policy.head.num_inference_steps = steps  # sampler steps live on the head
         topics = [str(t) for t in (self._param("camera_topics") or []) if t]
         if not topics:
-            topics = default_camera_topics(spec.camera_names, ALOHA_CAMERAS)
+            topics = default_camera_topics(spec.camera_names, emb.camera_topics)
         env_topic = self._param("env_state_topic") if spec.env_state_dim > 0 else ""
         problems = policy_fit_problems(
             spec, emb.name, emb.action_slots, emb.state_mask, topics, env_topic

@@ -51,6 +51,6 @@ def policy_fit_problems(
 
 
 def default_camera_topics(camera_names, known: dict[str, str]) -> list[str]:
-    """Camera name -> topic from ``known`` (embodiment/ALOHA defaults), else the ROS convention
-    ``/cameras/<name>/image_raw``."""
+    """Camera name -> topic from ``known`` (the embodiment's ``camera_topics``), else the ROS
+    convention ``/cameras/<name>/image_raw``."""
     return [known.get(name, f"/cameras/{name}/image_raw") for name in camera_names]
