@@ -2,9 +2,10 @@
 
 Starts the `sim` bringup with the scripted expert driving the arms and the recorder in
 auto-episode mode (`policy:=false expert:=true recorder:=true`): exactly the nodes and topics a
-teleoperated demonstration on the real robot goes through. Then, as an ordinary ROS client, it
-resets the sim with one seed per episode and waits for the episode to end; the recorder opens a
-bag when an episode starts and closes it after success or when the next one starts.
+teleoperated demonstration on the real robot goes through. Then, through the sim episode client
+(`sim_client.SimClient`), it resets the sim with one seed per episode and waits for the episode
+to end; the recorder opens a bag when an episode starts and closes it after success or when the
+next one starts.
 
     python -m action_diffusion_bringup.collect --task transfer_cube --episodes 50 \
         --seed 0 --bag-dir data/bags/transfer_cube
@@ -13,41 +14,20 @@ bag when an episode starts and closes it after success or when the next one star
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from action_diffusion_bringup import description
-from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
-from action_diffusion_bringup.description import BringupError, NodeSpec
+from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.run import BringupRunner, claim_private_domain
-
-EPISODE_STEPS = {"transfer_cube": 400, "insertion": 450}
-
-
-def with_parameters(specs: list[NodeSpec], node: str, **params) -> list[NodeSpec]:
-    """The specs with extra inline parameters for one node (they win over its YAML files)."""
-    out = []
-    for spec in specs:
-        if spec.name == node:
-            kept = tuple((k, v) for k, v in spec.parameters if k not in params)
-            spec = dataclasses.replace(spec, parameters=kept + tuple(params.items()))
-        out.append(spec)
-    return out
-
-
-def sim_overrides(cameras: list[str], real_time_factor: float, steps: int) -> dict:
-    """Sim parameters for a run: which cameras render, how fast, how long an episode is."""
-    return {
-        # An empty list cannot be typed as a string array in a ROS parameter: no camera is
-        # rendered when the rate is 0.
-        "cameras": cameras or ["cam_high"],
-        "camera_rate": 25.0 if cameras else 0.0,
-        "real_time_factor": float(real_time_factor),
-        "episode_length": int(steps),
-    }
+from action_diffusion_bringup.sim_client import (
+    EPISODE_STEPS,
+    SimClient,
+    sim_overrides,
+    with_parameters,
+)
 
 
 def recorder_topics(cameras: list[str]) -> dict:
@@ -67,18 +47,6 @@ def recorder_topics(cameras: list[str]) -> dict:
             if msgtype not in (ea.IMAGE_TYPE, ea.COMPRESSED_TYPE)
         ]
     }
-
-
-def call_trigger(client, node, timeout: float = 10.0) -> str:
-    from std_srvs.srv import Trigger
-
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{client.srv_name} did not answer within {timeout:.0f} s")
-        time.sleep(0.01)
-    return future.result().message
 
 
 def parse_args(argv):
@@ -141,43 +109,35 @@ def main(argv=None) -> int:
         f"{options.seed} into {bag_dir} (cameras: {', '.join(cameras) or 'none'}), "
         f"ROS domain {domain}"
     )
-    import rclpy
     from std_srvs.srv import Trigger
     from tqdm import tqdm
 
     successes = 0
-    with open(log_path, "w") as log, BringupRunner(specs, output=log, stop_timeout=10.0) as runner:
-        rclpy.init()
-        client = DemoClient(policy=False)
+    with (
+        open(log_path, "w") as log,
+        BringupRunner(specs, output=log, stop_timeout=10.0) as runner,
+        SimClient(runner, policy=False, node_name="collect") as client,
+    ):
         stop_client = client.node.create_client(Trigger, "/recorder/stop")
         try:
-            wait_until(
+            client.wait_until(
                 lambda: client.ready() and stop_client.service_is_ready(),
                 180.0,
-                runner,
                 "the nodes to be ready",
             )
             bar = tqdm(range(options.episodes), desc="episodes", unit="ep")
             for episode in bar:
-                result = run_episode(
-                    client,
-                    runner,
-                    episode + 1,
-                    options.seed + episode,
-                    steps,
-                    options.episode_timeout,
+                result = client.run_episode(
+                    episode + 1, options.seed + episode, steps, options.episode_timeout
                 )
                 successes += result.success
                 bar.set_postfix(success=f"{successes}/{episode + 1}")
             # Let the recorder see the last success and close the last bag itself.
             time.sleep(1.0)
-            call_trigger(stop_client, client.node)
+            client.call(stop_client, Trigger.Request(), 10.0, check=False)
         except (RuntimeError, TimeoutError) as error:
             print(f"[collect] error: {error}; node output in {log_path}", file=sys.stderr)
             return 1
-        finally:
-            client.close()
-            rclpy.try_shutdown()
     bags = sorted(p for p in bag_dir.iterdir() if p.is_dir())
     print(
         f"[collect] {len(bags)} bag(s) in {bag_dir}; expert success {successes}/{options.episodes}"

@@ -1,8 +1,9 @@
 """Closed-loop evaluation of a checkpoint in the sim, through the ROS nodes.
 
 Starts the `sim` bringup with the policy (sim + unified_state_node + policy_node +
-action_executor: the nodes a real robot runs, plus the sim), resets the sim with each seed,
-and counts the episodes that reach the task's success. Writes one JSON file per run:
+action_executor: the nodes a real robot runs, plus the sim), resets the sim with each seed
+through the sim episode client (`sim_client.SimClient`), and counts the episodes that reach the
+task's success. Writes one JSON file per run:
 
     python -m action_diffusion_bringup.evaluate --checkpoint CKPT --task transfer_cube \
         --seeds 1000:1050 --strategy temporal_ensembling --out results/eval_tc_te.json
@@ -23,23 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from action_diffusion_bringup import description
-from action_diffusion_bringup.collect import EPISODE_STEPS, sim_overrides, with_parameters
-from action_diffusion_bringup.demo import DemoClient, run_episode, wait_until
 from action_diffusion_bringup.description import BringupError
 from action_diffusion_bringup.report import write_atomic
 from action_diffusion_bringup.run import BringupRunner, claim_private_domain
-
-
-class EvalClient(DemoClient):
-    """The demo's client, also keeping each chunk's inference latency."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        super().__init__(policy=True)
-
-    def _on_chunk(self, msg) -> None:
-        super()._on_chunk(msg)
-        self.latencies.append(float(msg.inference_latency))
+from action_diffusion_bringup.sim_client import (
+    EPISODE_STEPS,
+    SimClient,
+    sim_overrides,
+    with_parameters,
+)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -148,19 +141,20 @@ def main(argv=None) -> int:
         f"{options.strategy}, {len(options.seeds)} seeds {options.seeds[0]}..{options.seeds[-1]}, "
         f"ROS domain {domain}"
     )
-    import rclpy
     from tqdm import tqdm
 
     episodes = []
     start = time.monotonic()
-    with open(log_path, "w") as log, BringupRunner(specs, output=log, stop_timeout=10.0) as runner:
-        rclpy.init()
-        client = EvalClient()
+    with (
+        open(log_path, "w") as log,
+        BringupRunner(specs, output=log, stop_timeout=10.0) as runner,
+        SimClient(runner, policy=True, node_name="evaluate") as client,
+    ):
         try:
-            wait_until(client.ready, 300.0, runner, "the nodes to be ready")
+            client.wait_until(client.ready, 300.0, "the nodes to be ready")
             bar = tqdm(options.seeds, desc="episodes", unit="ep")
             for i, seed in enumerate(bar):
-                result = run_episode(client, runner, i + 1, seed, steps, options.episode_timeout)
+                result = client.run_episode(i + 1, seed, steps, options.episode_timeout)
                 episodes.append(
                     {
                         "seed": result.seed,
@@ -176,9 +170,6 @@ def main(argv=None) -> int:
         except (RuntimeError, TimeoutError) as error:
             print(f"[evaluate] error: {error}; node output in {log_path}", file=sys.stderr)
             return 1
-        finally:
-            client.close()
-            rclpy.try_shutdown()
     latencies = np.asarray(client.latencies) * 1000.0
     successes = sum(e["success"] for e in episodes)
     report = {

@@ -1,7 +1,8 @@
 """The launch files: valid Python, every argument described, nodes built from the description.
 
 `launch` and `launch_ros` cannot be installed on these machines, so the last test executes each
-launch file against STAND-INS for the few launch/launch_ros classes it uses (the `Standin*`
+launch file against STAND-INS for the few launch/launch_ros classes it uses through
+`launch_helper` (the `Standin*`
 classes below, put into sys.modules only for that test). The stand-ins record what the launch
 file asks for; they prove the file builds exactly the description's nodes for every robot and
 that launch and runner hand each node the same command line. They do not prove that the real
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from action_diffusion_bringup import description as d
+from action_diffusion_bringup import launch_helper
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
 LAUNCH_FILES = {bringup: LAUNCH_DIR / f"{bringup}.launch.py" for bringup in d.bringup_names()}
@@ -31,6 +33,7 @@ def test_one_launch_file_per_bringup():
 
 @pytest.mark.parametrize("bringup", d.bringup_names())
 def test_launch_file_compiles_and_reads_the_shared_description(bringup):
+    """Each launch file is a few lines: its bringup's name handed to the one launch helper."""
     source = LAUNCH_FILES[bringup].read_text()
     tree = ast.parse(source)
     compile(source, str(LAUNCH_FILES[bringup]), "exec")
@@ -42,14 +45,27 @@ def test_launch_file_compiles_and_reads_the_shared_description(bringup):
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     }
-    assert ("action_diffusion_bringup", "description") in imports
-    assert ("launch_ros.actions", "Node") in imports
+    assert ("action_diffusion_bringup.launch_helper", "bringup_launch_description") in imports
     constants = [
         node.value.value
         for node in tree.body
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
     ]
-    assert bringup in constants
+    assert constants == [bringup]
+    called = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert called == {"bringup_launch_description"}
+
+
+def test_the_launch_helper_builds_every_node_from_the_description():
+    tree = ast.parse(Path(launch_helper.__file__).read_text())
+    imports = {
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert ("action_diffusion_bringup", "description") in imports
+    assert ("launch_ros.actions", "Node") in imports
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
     called = {ast.unparse(call.func) for call in calls}
     assert {"description.describe", "description.arguments", "OpaqueFunction"} <= called
