@@ -12,6 +12,13 @@ tools see it:
 * ``episode.json`` beside it: the same record plus the recorder's per-topic message counts.
 
 A bag recorded by plain ``ros2 bag record`` has neither; it reads as empty metadata.
+
+Integrity: rosbags writes MCAP chunks without CRCs, so flipped bytes on disk would go unnoticed.
+:class:`BagRecorder` fills in the CRCs the MCAP format defines (each chunk's, the data section's
+and the summary's) when it closes a bag (:func:`write_mcap_crcs`), and :func:`open_bag` checks
+every CRC a file carries before reading it (:func:`verify_mcap_crcs`), raising
+:class:`BagIntegrityError` naming the bag, the chunk and its byte offset. A CRC of zero means
+"not computed" in MCAP, so bags from other writers still read as before.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import contextlib
 import json
 import os
 import queue
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -39,6 +48,10 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 class BagError(RuntimeError):
     """A bag is missing, unreadable, truncated or lacks what was asked of it."""
+
+
+class BagIntegrityError(BagError):
+    """A storage file's bytes do not match a CRC written with them: the bag is corrupt."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,6 +345,7 @@ class BagRecorder:
             for key, value in self._metadata.to_custom_data().items():
                 writer.set_custom_data(key, value)
             writer.close()
+            write_bag_crcs(self.path)
         except BaseException as exc:
             self._error = exc
 
@@ -361,6 +375,7 @@ class BagRecorder:
 def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
     """Open a rosbag2 directory (sqlite3 or MCAP) with our message types as fallback.
 
+    MCAP files are checked against their CRCs first (:class:`BagIntegrityError` on a mismatch).
     Errors name the bag; use :func:`iter_messages` to also learn where a damaged bag broke.
     """
     path = Path(path)
@@ -371,6 +386,7 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
             f"{path}: no metadata.yaml; the recording was not closed (crashed recorder?). "
             "Reindex it with `ros2 bag reindex` or drop it"
         )
+    verify_bag_crcs(path)
     try:
         reader = AnyReader([path], default_typestore=typestore())
         reader.open()
@@ -423,6 +439,194 @@ def diagnose_storage_file(path: Path) -> str:
             if opcode == 0x02:  # footer
                 return ""
         return f"{path.name}: ends at byte {offset} without an MCAP footer (truncated)"
+
+
+# --------------------------------------------------------------------------------------------
+# MCAP CRCs (https://mcap.dev/spec: a CRC of zero means "not computed")
+
+_MCAP_FOOTER, _MCAP_DATA_END = 0x02, 0x0F
+_CHUNK_CRC_AT = 24  # in a chunk's content: start time, end time, uncompressed size, then the CRC
+_FOOTER_SIZE = 9 + 20  # opcode, length, summary_start, summary_offset_start, summary_crc
+
+
+@dataclass
+class _McapLayout:
+    """Where the CRCs of one MCAP file are: chunk records, DataEnd, footer."""
+
+    chunks: list[tuple[int, int]]  # (record offset, stored CRC) in file order
+    chunk_crcs: list[int]  # computed over each chunk's uncompressed records
+    data_end: int  # offset of the DataEnd record
+    data_crc_stored: int
+    data_crc: int  # computed over bytes [0, data_end)
+    summary_start: int
+    summary_crc_stored: int
+    summary_crc: int  # computed over [summary_start, footer + 25); 0 without a summary
+    footer: int
+
+
+def _decompress_chunk(compression: str, data: bytes, size: int) -> bytes | None:
+    if compression == "":
+        return data
+    try:
+        if compression == "zstd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        if compression == "lz4":
+            import lz4.frame
+
+            return lz4.frame.decompress(data)
+    except ImportError:
+        return None
+    return None  # unknown compression: the reader reports it
+
+
+def _mcap_layout(f, size: int, filled: bool = False) -> _McapLayout | None:
+    """Walk the records of an open MCAP file; None when it is not a complete MCAP file (the
+    reader and :func:`diagnose_storage_file` then say where it breaks).
+
+    ``filled``: compute the data section CRC as it will be once the zero chunk CRCs are filled
+    in with the computed ones (for :func:`write_mcap_crcs`); else over the bytes as they are.
+    """
+    if size < 8 + _FOOTER_SIZE + 8 or f.read(8) != MCAP_MAGIC:
+        return None
+    chunks, chunk_crcs = [], []
+    data_crc = zlib.crc32(MCAP_MAGIC)
+    offset = 8
+    while True:
+        head = f.read(9)
+        if len(head) < 9:
+            return None
+        opcode, length = head[0], int.from_bytes(head[1:], "little")
+        if offset + 9 + length > size:
+            return None
+        if opcode == _MCAP_DATA_END:
+            if length < 4:
+                return None
+            data_end, data_crc_stored = offset, struct.unpack("<I", f.read(4))[0]
+            f.seek(length - 4, 1)
+            break
+        if opcode == _MCAP_FOOTER:
+            return None  # no DataEnd record: not from an MCAP writer we know
+        body = f.read(length)
+        data_crc = zlib.crc32(head, data_crc)
+        if opcode != _MCAP_CHUNK:
+            data_crc = zlib.crc32(body, data_crc)
+        else:
+            try:
+                stored = struct.unpack_from("<I", body, _CHUNK_CRC_AT)[0]
+                usize = struct.unpack_from("<Q", body, 16)[0]
+                n = struct.unpack_from("<I", body, 28)[0]
+                compression = body[32 : 32 + n].decode()
+                csize = struct.unpack_from("<Q", body, 32 + n)[0]
+                records = body[40 + n : 40 + n + csize]
+            except (struct.error, UnicodeDecodeError):
+                return None
+            raw = _decompress_chunk(compression, records, usize)
+            crc = zlib.crc32(raw) if raw is not None else stored
+            chunks.append((offset, stored))
+            chunk_crcs.append(crc)
+            at = _CHUNK_CRC_AT
+            field = struct.pack("<I", crc) if filled and stored == 0 else body[at : at + 4]
+            data_crc = zlib.crc32(field, zlib.crc32(body[:at], data_crc))
+            data_crc = zlib.crc32(body[at + 4 :], data_crc)
+        offset += 9 + length
+    footer = size - 8 - _FOOTER_SIZE
+    f.seek(footer)
+    tail = f.read(_FOOTER_SIZE + 8)
+    if tail[0] != _MCAP_FOOTER or tail[-8:] != MCAP_MAGIC:
+        return None
+    summary_start, _, summary_crc_stored = struct.unpack_from("<QQI", tail, 9)
+    summary_crc = 0
+    if summary_start:
+        if not data_end < summary_start <= footer:
+            return None
+        f.seek(summary_start)
+        summary_crc = zlib.crc32(f.read(footer + 25 - summary_start))
+    return _McapLayout(chunks, chunk_crcs, data_end, data_crc_stored, data_crc, summary_start,
+                       summary_crc_stored, summary_crc, footer)  # fmt: skip
+
+
+def write_mcap_crcs(path: str | os.PathLike) -> int:
+    """Fill in the CRCs an MCAP file leaves at zero (chunks, data section, summary), in place.
+
+    The file keeps its size and every other byte, so ``metadata.yaml`` stays valid and any MCAP
+    reader (``ros2 bag``, Foxglove, the ``mcap`` package) reads it as before, now able to check
+    it. Returns the number of chunks; raises BagError when the file is not a complete MCAP file.
+    """
+    path = Path(path)
+    with open(path, "r+b") as f:
+        layout = _mcap_layout(f, path.stat().st_size, filled=True)
+        if layout is None:
+            raise BagError(f"{path}: not a complete MCAP file; cannot add CRCs")
+        for (offset, stored), crc in zip(layout.chunks, layout.chunk_crcs, strict=True):
+            if stored == 0:
+                f.seek(offset + 9 + _CHUNK_CRC_AT)
+                f.write(struct.pack("<I", crc))
+        if layout.data_crc_stored == 0:  # computed with the chunk CRCs just written
+            f.seek(layout.data_end + 9)
+            f.write(struct.pack("<I", layout.data_crc))
+        if layout.summary_start and layout.summary_crc_stored == 0:
+            f.seek(layout.footer + 25)
+            f.write(struct.pack("<I", layout.summary_crc))
+    return len(layout.chunks)
+
+
+def verify_mcap_crcs(path: str | os.PathLike, bag: str | os.PathLike | None = None) -> None:
+    """Check every non-zero CRC of an MCAP file; BagIntegrityError names the bag, the chunk
+    and its byte offset (or the section). A file that is not complete MCAP is left to the
+    reader, whose error says where it breaks."""
+    path = Path(path)
+    where = f"{bag if bag is not None else path}: {path.name}"
+    with open(path, "rb") as f:
+        layout = _mcap_layout(f, path.stat().st_size)
+    if layout is None:
+        return
+    n = len(layout.chunks)
+    for i, ((offset, stored), crc) in enumerate(zip(layout.chunks, layout.chunk_crcs, strict=True)):
+        if stored and stored != crc:
+            raise BagIntegrityError(
+                f"{where}: chunk {i + 1} of {n} (record at byte {offset}) fails its CRC check "
+                f"(stored {stored:#010x}, computed {crc:#010x}): the bag is corrupt"
+            )
+    if layout.data_crc_stored and layout.data_crc_stored != layout.data_crc:
+        raise BagIntegrityError(
+            f"{where}: the data section (bytes 0 to {layout.data_end}) fails its CRC check "
+            f"(stored {layout.data_crc_stored:#010x}, computed {layout.data_crc:#010x}), outside"
+            " any chunk's records: the bag is corrupt"
+        )
+    if layout.summary_crc_stored and layout.summary_crc_stored != layout.summary_crc:
+        raise BagIntegrityError(
+            f"{where}: the summary section (bytes {layout.summary_start} to {layout.footer + 25})"
+            f" fails its CRC check (stored {layout.summary_crc_stored:#010x}, computed "
+            f"{layout.summary_crc:#010x}): the bag is corrupt"
+        )
+
+
+def write_bag_crcs(bag: str | os.PathLike) -> None:
+    """:func:`write_mcap_crcs` on every MCAP file of a closed bag (sqlite3 bags: nothing)."""
+    for file in _storage_files(Path(bag)):
+        if file.suffix == ".mcap":
+            write_mcap_crcs(file)
+
+
+_verified: dict[tuple[str, int, int], None] = {}  # (file, size, mtime) checked already
+_verified_lock = threading.Lock()
+
+
+def verify_bag_crcs(bag: str | os.PathLike) -> None:
+    """:func:`verify_mcap_crcs` on every MCAP file of a bag, once per file version."""
+    for file in _storage_files(Path(bag)):
+        if file.suffix != ".mcap":
+            continue
+        st = file.stat()
+        key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
+        with _verified_lock:
+            if key in _verified:
+                continue
+        verify_mcap_crcs(file, bag)
+        with _verified_lock:
+            _verified[key] = None
 
 
 def topic_types(reader: AnyReader) -> dict[str, str]:

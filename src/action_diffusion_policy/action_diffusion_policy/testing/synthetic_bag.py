@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Writer
 
-from action_diffusion_policy.data.bags import STORAGES, EpisodeMetadata, _write_sidecar, typestore
+from action_diffusion_policy.data.bags import (
+    STORAGES,
+    EpisodeMetadata,
+    _write_sidecar,
+    typestore,
+    write_bag_crcs,
+)
 
 JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
           "left_finger", "right_finger"]
@@ -112,5 +118,6 @@ def write_synthetic_bag(
             writer.write(conns[topic], t, store.serialize_cdr(msg, msg.__msgtype__))
         for k, v in meta.to_custom_data().items():
             writer.set_custom_data(k, v)
+    write_bag_crcs(path)  # as the recorder does
     _write_sidecar(path, meta, {t: sum(1 for e in events if e[1] == t) for t in types})
     return path
