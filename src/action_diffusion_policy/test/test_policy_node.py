@@ -11,7 +11,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
@@ -157,3 +157,74 @@ def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
         thread.join(timeout=5)
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_frozen_arm_stops_feeding_the_policy(tmp_path, embodiment, ros):
+    """state_source joint_states: when one arm's driver stops, no state (so no chunk) is made
+    from its last joint state once it is older than stale_timeout; it resumes with the arm."""
+    slots = [int(s) for s in embodiment.action_slots]
+    ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
+    node = policy_node(ckpt, state_source="joint_states", stale_timeout=0.3, jit=False)
+    probe = Node("probe")
+    chunks = []
+    probe.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, 10)
+    image_pub = probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
+    js_pubs = {
+        arm: probe.create_publisher(JointState, f"/follower_{arm}/joint_states", 10)
+        for arm in ("left", "right")
+    }
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    image = np.zeros((24, 32, 3), np.uint8)
+
+    def publish(arms, seconds):
+        """Images and the given arms' joint states at 50 Hz for `seconds`."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = probe.get_clock().now().nanoseconds * 1e-9
+            for arm in arms:
+                msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
+                cv.set_stamp(msg.header.stamp, now)
+                js_pubs[arm].publish(msg)
+            image_pub.publish(cv.rgb_to_image_msg(image, Image, now))
+            time.sleep(0.02)
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        time.sleep(0.5)  # discovery
+        publish(("left", "right"), 1.0)
+        assert wait_until(lambda: len(chunks) >= 2, 15.0), "no chunk with both arms fresh"
+        publish(("left",), 0.6)  # the right arm froze: stale after 0.3 s
+        frozen = len(chunks)
+        frozen_stamp = node.buffer.newest_stamps()["state"]
+        publish(("left",), 1.0)
+        assert wait_until(lambda: node.counters["stale_state"] > 10, 5.0), node.counters
+        assert node.buffer.newest_stamps()["state"] == frozen_stamp  # no state made since
+        time.sleep(0.5)  # any inference still running ends
+        assert len(chunks) <= frozen + 1, "the policy kept being fed from a frozen arm"
+        publish(("left", "right"), 1.0)  # the arm is back: fed again
+        assert wait_until(lambda: len(chunks) > frozen + 1, 15.0)
+        assert node.buffer.newest_stamps()["state"] > frozen_stamp
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)
+        node.destroy_node()
+        probe.destroy_node()
+
+
+JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
+          "left_finger", "right_finger"]  # fmt: skip
+HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.03, -0.03]
+
+
+def wait_until(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False

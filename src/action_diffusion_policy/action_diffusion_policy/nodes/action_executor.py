@@ -8,7 +8,8 @@ Subscribes:
   each arm's ``joint_state_topic`` sensor_msgs/JointState (``state_source: joint_states``), or
   ``unified_state_topic``          action_diffusion_msgs/UnifiedState
                                    (``state_source: unified_state``)
-  The measured state starts the hold command and the step limiter.
+  The measured state starts the hold command and the step limiter; with joint states it is
+  taken only while every arm has sent one within ``stale_timeout``.
 Publishes:
   each arm's ``command_topic`` with its ``command_type`` (Float64MultiArray, single-point
   JointTrajectory or JointState), every tick while enabled and the measured state is known;
@@ -23,7 +24,8 @@ Services:
 Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensembling |
 receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
 0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
-``unified_state_topic``, ``max_chunks``. The timer runs on ROS time (``use_sim_time`` works).
+``unified_state_topic``, ``max_chunks``, ``stale_timeout`` (s). The timer runs on ROS time
+(``use_sim_time`` works).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.state_assembler import StateAssembler, describe_problems
 
 STATE_SOURCES = ("joint_states", "unified_state")
 
@@ -70,6 +73,7 @@ class ActionExecutorNode(Node):
         p("state_source", "joint_states")
         p("unified_state_topic", "/unified_state")
         p("max_chunks", 32)
+        p("stale_timeout", 0.5)  # s without an arm's joint state before it counts as stale
         get = self._param
 
         self.embodiment = load_embodiment(get("embodiment"))
@@ -103,7 +107,7 @@ class ActionExecutorNode(Node):
             )
             for arm in emb.arms
         }
-        self._joint_states: dict[str, tuple] = {}
+        self.assembler = StateAssembler(emb, get("stale_timeout"), fk=False)  # no FK needed
         if state_source == "joint_states":
             for arm in emb.arms:
                 self.create_subscription(
@@ -127,6 +131,7 @@ class ActionExecutorNode(Node):
         self._n_published = 0
         self._n_hold_ticks = 0
         self._state_errors = 0
+        self._stale_states = 0
         self.create_timer(self.dt, self._tick)  # node clock: ROS time, sim time when set
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
@@ -146,17 +151,25 @@ class ActionExecutorNode(Node):
             self._state_errors += 1
             self.get_logger().warn(f"{arm} joint state rejected: {exc}", throttle_duration_sec=2.0)
             return
-        names, positions = js.names, js.positions
-        self._joint_states[arm] = (names, positions, None)
-        if len(self._joint_states) < len(self.embodiment.arms):
+        stamp, names, positions = js.stamp, js.names, js.positions
+        now_ns = self.get_clock().now().nanoseconds
+        self.assembler.update(arm, names, positions, None, stamp, now_ns)
+        if not self.assembler.complete:
             return
         try:
-            values, _ = self.embodiment.state_from_joint_states(self._joint_states, fk=False)
+            state, problems = self.assembler.assemble(now_ns)
         except ValueError as exc:  # JointStateError: missing joint, non-finite value
             self._state_errors += 1
             self.get_logger().warn(f"joint state rejected: {exc}", throttle_duration_sec=2.0)
             return
-        self.core.set_measured(values[self.embodiment.action_slots])
+        if problems:  # an arm went silent: its last state is no measurement of the robot now
+            self._stale_states += 1
+            self.get_logger().warn(
+                f"measured state not updated: {describe_problems(problems)}",
+                throttle_duration_sec=2.0,
+            )
+            return
+        self.core.set_measured(state.values[self.embodiment.action_slots])
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
         try:
@@ -208,7 +221,7 @@ class ActionExecutorNode(Node):
     def _on_reset(self, request, response):
         now = self.get_clock().now().nanoseconds * 1e-9
         self.core.new_episode(now)
-        self._joint_states.clear()  # the next complete measured state restarts the commands
+        self.assembler.clear()  # the next complete measured state restarts the commands
         response.success = True
         response.message = f"chunks cleared at t={now:.3f} s; restarting from the measured state"
         self.get_logger().info(response.message)
@@ -257,6 +270,7 @@ class ActionExecutorNode(Node):
             "commands_published": str(self._n_published),
             "hold_ticks": str(self._n_hold_ticks),
             "state_errors": str(self._state_errors),
+            "stale_states": str(self._stale_states),
             "chunks_rejected_before_reset": str(self.core.rejected_before_reset),
             **{f"chunks_{k}": str(v) for k, v in self.core.ensembler.counters.items()},
         }

@@ -15,7 +15,8 @@ Subscribes:
                          ``<topic>/compressed`` with ``compressed: true``; one topic per checkpoint
                          camera (``spec.camera_names`` order)
   ``unified_state_topic`` action_diffusion_msgs/UnifiedState (``state_source: unified_state``),
-                         or each arm's joint-state topic (``state_source: joint_states``)
+                         or each arm's joint-state topic (``state_source: joint_states``; no
+                         state while an arm has been silent for more than ``stale_timeout``)
   ``env_state_topic``    action_diffusion_msgs/EpisodeStatus (object_poses), only for
                          checkpoints with env_state_dim > 0
 Publishes:
@@ -50,6 +51,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.observation_buffer import BufferConfig, ObservationBuffer
 from action_diffusion_policy.runtime.policy_fit import default_camera_topics, policy_fit_problems
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.state_assembler import StateAssembler, describe_problems
 
 STATE_SOURCES = ("unified_state", "joint_states")
 
@@ -108,6 +110,9 @@ class PolicyNode(LifecycleNode):
         p("instruction", "")
         p("stamp_tolerance", 0.05)
         p("future_tolerance", 0.1)
+        # state_source joint_states: an arm silent for longer (s) stops the state, so a frozen
+        # driver cannot feed the policy its last joint state forever.
+        p("stale_timeout", 0.5)
         p("torch_threads", 0)  # 0 = torch's default
         # Traced denoising step (ActionChunkPolicy.enable_jit): fewer per-step CPU overheads,
         # checked against eager on first use and falls back to eager where they differ.
@@ -136,8 +141,9 @@ class PolicyNode(LifecycleNode):
             "nonfinite_chunks": 0,
             "state_errors": 0,
             "env_state_rejected": 0,
+            "stale_state": 0,
         }
-        self._joint_states: dict[str, tuple[float, list, np.ndarray]] = {}
+        self.assembler: StateAssembler | None = None  # state_source joint_states
         self._last_state_stamp = -math.inf
         self._resized_warned: set[str] = set()
         self._sequence = 0
@@ -233,6 +239,7 @@ class PolicyNode(LifecycleNode):
                 qos_profile_sensor_data,
             ))  # fmt: skip
         else:
+            self.assembler = StateAssembler(emb, float(self._param("stale_timeout")))
             for arm in emb.arms:
                 self._subs.append(self.create_subscription(
                     JointState, arm.joint_state_topic,
@@ -301,6 +308,7 @@ class PolicyNode(LifecycleNode):
             self._diag_pub = None
         self.policy = None
         self.buffer = None
+        self.assembler = None
 
     # --- inputs (callbacks only store; never block) ----------------------------------------
     def _now(self) -> float:
@@ -339,6 +347,9 @@ class PolicyNode(LifecycleNode):
         self._add("state", state.stamp, (state.values, state.mask))
 
     def _on_joint_state(self, arm: str, msg: JointState) -> None:
+        assembler = self.assembler
+        if assembler is None:
+            return
         try:
             js = joint_state_from_msg(msg)
         except ValueError as exc:  # positions and names of different lengths
@@ -346,22 +357,27 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warn(f"{arm} joint state rejected: {exc}", throttle_duration_sec=5.0)
             return
         stamp, names, positions, velocities = js.stamp, js.names, js.positions, js.velocities
-        self._joint_states[arm] = (stamp, names, positions, velocities)
-        if len(self._joint_states) < len(self.embodiment.arms):
+        now_ns = self.get_clock().now().nanoseconds
+        assembler.update(arm, names, positions, velocities, stamp, now_ns)
+        if not assembler.complete:
             return
-        stamp = max(js[0] for js in self._joint_states.values())
-        if stamp <= self._last_state_stamp:
+        if assembler.newest_stamp() <= self._last_state_stamp:
             return  # the other arm's message of the same tick already made this state
         try:
-            values, mask = self.embodiment.state_from_joint_states(
-                {a: js[1:] for a, js in self._joint_states.items()}
-            )
+            state, problems = assembler.assemble(now_ns)
         except ValueError as exc:  # JointStateError: missing joint, non-finite value
             self.counters["state_errors"] += 1
             self.get_logger().warn(f"joint state rejected: {exc}", throttle_duration_sec=5.0)
             return
-        self._last_state_stamp = stamp
-        self._add("state", stamp, (values, mask))
+        if problems:  # an arm went silent: no state, so no new observation for the policy
+            self.counters["stale_state"] += 1
+            self.get_logger().warn(
+                f"no state for the policy: {describe_problems(problems)}",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self._last_state_stamp = state.stamp
+        self._add("state", state.stamp, (state.values, state.mask))
 
     def _on_episode_status(self, msg: EpisodeStatus) -> None:
         poses = np.asarray(msg.object_poses, dtype=np.float32)
@@ -380,7 +396,8 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             if self.buffer is not None:
                 self.buffer.clear()
-            self._joint_states.clear()
+            if self.assembler is not None:
+                self.assembler.clear()
             self._last_state_stamp = -math.inf
         if self.policy is not None:
             self.policy.reset()

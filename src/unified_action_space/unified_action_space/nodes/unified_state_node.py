@@ -19,7 +19,6 @@ logged (rate-limited) and reported on ``/diagnostics``, never published as zeros
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -36,22 +35,12 @@ from unified_action_space.embodiment import (
     JointStateError,
     load_embodiment,
 )
+from unified_action_space.state_assembler import MISSING, StateAssembler, describe_problems
 
 UNIFIED_STATE_TOPIC = "/unified_state"
 PUBLISH_MODES = ("timer", "inputs")
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 2.0
-
-
-@dataclass
-class _ArmInput:
-    """The latest joint state of one arm, as arrays."""
-
-    names: list[str]
-    positions: object
-    velocities: object
-    stamp_ns: int
-    received_ns: int
 
 
 class UnifiedStateNode(Node):
@@ -71,7 +60,8 @@ class UnifiedStateNode(Node):
         rate = float(get("rate")) or emb.control_frequency
         if rate <= 0:
             raise ValueError(f"parameter rate={rate}: must be > 0 (or 0 for the control rate)")
-        self.stale_timeout_ns = int(float(get("stale_timeout")) * 1e9)
+        self.fk = bool(get("fk"))
+        self.assembler = StateAssembler(emb, float(get("stale_timeout")), fk=self.fk)
         self.publish_on = str(get("publish_on"))
         if self.publish_on not in PUBLISH_MODES:
             raise ValueError(
@@ -80,9 +70,7 @@ class UnifiedStateNode(Node):
         self._min_stamp_step_ns = int(0.75e9 / rate)
         self._fresh: set[str] = set()  # arms heard from since the last publication
         self._last_stamp_ns: int | None = None
-        self.fk = bool(get("fk"))
 
-        self._latest: dict[str, _ArmInput] = {}
         self._problems: dict[str, tuple[int, str]] = {}  # arm -> (DiagnosticStatus level, text)
         self.published = 0
         self.rejected = 0
@@ -117,31 +105,14 @@ class UnifiedStateNode(Node):
             )
             return
         now = self.get_clock().now().nanoseconds
-        self._latest[arm] = _ArmInput(names, positions, velocities, stamp_ns, now)
+        self.assembler.update(arm, names, positions, velocities, stamp_ns, now)
         if self.publish_on == "inputs":
             self._fresh.add(arm)
             if len(self._fresh) == len(self.embodiment.arms) and (
                 self._last_stamp_ns is None
-                or max(a.stamp_ns for a in self._latest.values())
-                >= self._last_stamp_ns + self._min_stamp_step_ns
+                or self.assembler.newest_stamp() >= self._last_stamp_ns + self._min_stamp_step_ns
             ):
                 self._publish()
-
-    def _arm_problems(self, now_ns: int) -> dict[str, tuple[int, str]]:
-        problems = {}
-        for arm in self.embodiment.arms:
-            latest = self._latest.get(arm.name)
-            if latest is None:
-                problems[arm.name] = (
-                    DiagnosticStatus.ERROR, f"no joint state received on {arm.joint_state_topic}"
-                )  # fmt: skip
-            elif now_ns - latest.received_ns > self.stale_timeout_ns:
-                age = (now_ns - latest.received_ns) / 1e9
-                problems[arm.name] = (
-                    DiagnosticStatus.WARN,
-                    f"joint state on {arm.joint_state_topic} is stale ({age:.2f} s old)",
-                )
-        return problems
 
     def _tick(self) -> None:
         if self.publish_on == "timer":
@@ -151,26 +122,24 @@ class UnifiedStateNode(Node):
 
     def _arms_ok(self) -> bool:
         """True when every arm has a fresh joint state; otherwise record and log why not."""
-        problems = self._arm_problems(self.get_clock().now().nanoseconds)
+        return self._record_problems(self.assembler.problems(self.get_clock().now().nanoseconds))
+
+    def _record_problems(self, problems) -> bool:
         if not problems:
             return True
-        self._problems = problems
-        text = "; ".join(f"arm {a!r}: {t}" for a, (_, t) in problems.items())
+        self._problems = {
+            arm: (DiagnosticStatus.ERROR if p.kind == MISSING else DiagnosticStatus.WARN, p.text)
+            for arm, p in problems.items()
+        }
         self.get_logger().warning(
-            f"not publishing {UNIFIED_STATE_TOPIC}: {text}",
+            f"not publishing {UNIFIED_STATE_TOPIC}: {describe_problems(problems)}",
             throttle_duration_sec=LOG_THROTTLE_S,
         )
         return False
 
     def _publish(self) -> None:
-        if not self._arms_ok():
-            return
-        inputs = {
-            name: (arm_in.names, arm_in.positions, arm_in.velocities)
-            for name, arm_in in self._latest.items()
-        }
         try:
-            values, mask = self.embodiment.state_from_joint_states(inputs, fk=self.fk)
+            state, problems = self.assembler.assemble(self.get_clock().now().nanoseconds)
         except JointStateError as exc:
             self.rejected += 1
             self._problems = {exc.arm or "?": (DiagnosticStatus.ERROR, f"rejected: {exc}")}
@@ -179,14 +148,16 @@ class UnifiedStateNode(Node):
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
             return
+        if not self._record_problems(problems):
+            return
         self._problems = {}
-        stamp = max(arm_in.stamp_ns for arm_in in self._latest.values())
         self._fresh.clear()
-        self._last_stamp_ns = stamp
+        self._last_stamp_ns = state.stamp
         emb = self.embodiment
         self._pub.publish(
-            unified_state_to_msg(values, mask, emb.name, emb.control_frequency, stamp)
-        )
+            unified_state_to_msg(state.values, state.mask, emb.name, emb.control_frequency,
+                                 state.stamp)
+        )  # fmt: skip
         self.published += 1
 
     def diagnostics(self) -> DiagnosticArray:
@@ -196,7 +167,7 @@ class UnifiedStateNode(Node):
         array.header.stamp = now.to_msg()
         for arm in self.embodiment.arms:
             level, text = self._problems.get(arm.name, (DiagnosticStatus.OK, "ok"))
-            latest = self._latest.get(arm.name)
+            latest = self.assembler.latest(arm.name)
             age = "never"
             if latest is not None:
                 age = f"{(now.nanoseconds - latest.received_ns) / 1e9:.3f}"
