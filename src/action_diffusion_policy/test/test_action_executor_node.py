@@ -166,6 +166,11 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     all_cmds = np.array([c for _, c in harness.received["left"] + harness.received["right"]])
     assert np.isfinite(all_cmds).all()
 
+    # A chunk stamped 30 s ahead of the executor's clock (clock skew) is refused and counted,
+    # not kept to start moving the arms 30 s from now.
+    harness.chunk_pub.publish(chunk_msg(emb, harness.now() + 30.0, target, seq=50))
+    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_future") == "1", 3.0)
+
     # Reset (new episode): the held far-away command is dropped; the executor restarts at the
     # measured arms (HOME) at once instead of walking back, and refuses a chunk observed
     # before the reset.

@@ -99,3 +99,26 @@ def test_new_episode_drops_old_chunks_and_restarts_from_the_reset_arms():
     assert ex.add_chunk(2.1, 0.1, SLOTS, np.full((50, 2), 0.0)) == "accepted"
     command, _ = ex.tick(2.2)
     np.testing.assert_allclose(command, [-0.4, 0.0])  # from the reset arms, step-limited
+
+
+def test_chunk_stamped_in_the_future_is_refused_and_never_executed():
+    ex = core(future_tolerance=0.5)
+    ex.set_measured([0.0, 0.5])
+    far = np.full((400, 2), 0.9)
+    # Stamped 30 s ahead (clock skew): refused, counted, and not kept for later.
+    assert ex.add_chunk(40.0, 0.1, SLOTS, far, now_s=10.0) == "rejected_future"
+    assert ex.rejected_future == 1
+    for t in (10.0, 40.0, 41.0):  # also when its time comes
+        command, status = ex.tick(t)
+        np.testing.assert_allclose(command, [0.0, 0.5])
+        assert status.hold_reason == "no_chunks"
+    # Within the tolerance (0.5 s ahead exactly) it is accepted and executed on time.
+    assert ex.add_chunk(41.5, 0.1, SLOTS, far, now_s=41.0) == "accepted"
+    assert ex.rejected_future == 1
+    command, status = ex.tick(41.5)
+    np.testing.assert_allclose(command, [0.1, 0.6])  # toward 0.9 at 1.0 / 10 Hz per tick
+    assert not status.holding
+    # A NaN stamp is never "within" the tolerance.
+    assert ex.add_chunk(float("nan"), 0.1, SLOTS, far, now_s=41.5) == "rejected_future"
+    with pytest.raises(ValueError, match="future_tolerance"):
+        core(future_tolerance=-1.0)

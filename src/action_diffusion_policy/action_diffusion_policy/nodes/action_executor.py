@@ -24,8 +24,9 @@ Services:
 Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensembling |
 receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
 0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
-``unified_state_topic``, ``max_chunks``, ``stale_timeout`` (s). The timer runs on ROS time
-(``use_sim_time`` works).
+``unified_state_topic``, ``max_chunks``, ``stale_timeout`` (s), ``future_tolerance`` (s: a
+chunk stamped further ahead of this node's clock is refused, counted as ``rejected_future``).
+The timer runs on ROS time (``use_sim_time`` works).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class ActionExecutorNode(Node):
         p("unified_state_topic", "/unified_state")
         p("max_chunks", 32)
         p("stale_timeout", 0.5)  # s without an arm's joint state before it counts as stale
+        p("future_tolerance", 0.5)  # s a chunk's stamp may be ahead of this node's clock
         get = self._param
 
         self.embodiment = load_embodiment(get("embodiment"))
@@ -97,6 +99,7 @@ class ActionExecutorNode(Node):
             ),
             chunk_timeout=get("chunk_timeout"),
             enabled=get("enabled_on_start"),
+            future_tolerance=get("future_tolerance"),
         )
         self.rate = float(rate)
         self.dt = 1.0 / self.rate
@@ -195,10 +198,19 @@ class ActionExecutorNode(Node):
             self.core.ensembler.counters["rejected_malformed"] += 1
             self.get_logger().warn(f"chunk rejected: {exc}", throttle_duration_sec=2.0)
             return
+        now = self.get_clock().now().nanoseconds * 1e-9
         result = self.core.add_chunk(
-            chunk.stamp, chunk.step_period, chunk.slot_indices, chunk.actions
+            chunk.stamp, chunk.step_period, chunk.slot_indices, chunk.actions, now_s=now
         )
-        if result == "rejected_before_reset":
+        if result == "rejected_future":
+            self.get_logger().warn(
+                f"chunk {chunk.sequence} from {chunk.checkpoint_id or '?'} is stamped "
+                f"{chunk.stamp - now:.3f} s ahead of this node's clock (more than "
+                f"future_tolerance {self.core.future_tolerance:g} s): refused; are the "
+                "policy's and the executor's clocks in sync?",
+                throttle_duration_sec=2.0,
+            )
+        elif result == "rejected_before_reset":
             self.get_logger().info(
                 f"chunk {chunk.sequence} observed before the last reset; dropped",
                 throttle_duration_sec=2.0,
@@ -272,6 +284,7 @@ class ActionExecutorNode(Node):
             "state_errors": str(self._state_errors),
             "stale_states": str(self._stale_states),
             "chunks_rejected_before_reset": str(self.core.rejected_before_reset),
+            "chunks_rejected_future": str(self.core.rejected_future),
             **{f"chunks_{k}": str(v) for k, v in self.core.ensembler.counters.items()},
         }
         level = DiagnosticStatus.OK

@@ -35,6 +35,9 @@ class ExecutorCore:
 
     ``lower``/``upper``/``max_velocity``: per commanded slot, unified units.
     ``chunk_timeout``: hold once the newest accepted chunk's stamp is older than this (s).
+    ``future_tolerance``: refuse a chunk stamped more than this (s) ahead of the executor's
+    clock (``add_chunk``'s ``now_s``): kept, it would hold as "not covered" and start moving
+    the robot when its time comes, long after anyone expects (clock skew between hosts).
     ``rate_hz``: tick rate; the per-tick step limit is ``max_velocity / rate_hz``.
     """
 
@@ -48,25 +51,43 @@ class ExecutorCore:
         ensembler_config: EnsemblerConfig | None = None,
         chunk_timeout: float = 0.5,
         enabled: bool = True,
+        future_tolerance: float = 0.5,
     ):
         if not (math.isfinite(rate_hz) and rate_hz > 0):
             raise ValueError(f"ExecutorCore: rate_hz={rate_hz!r} must be > 0")
         if not (chunk_timeout > 0):
             raise ValueError(f"ExecutorCore: chunk_timeout={chunk_timeout!r} must be > 0 s")
+        if not (future_tolerance >= 0):
+            raise ValueError(f"ExecutorCore: future_tolerance={future_tolerance!r} must be >= 0 s")
         self.ensembler = ChunkEnsembler(slot_indices, ensembler_config)
         self.limiter = CommandLimiter(lower, upper, max_velocity)
         self.slot_indices = self.ensembler.slot_indices
         self.dt = 1.0 / rate_hz
         self.chunk_timeout = float(chunk_timeout)
+        self.future_tolerance = float(future_tolerance)
         self.enabled = bool(enabled)
         self.measured: np.ndarray | None = None
         self._last_chunk_stamp = -math.inf
         self._last_now = -math.inf
         self._episode_start = -math.inf
         self.rejected_before_reset = 0
+        self.rejected_future = 0
         self.time_jumps_back = 0
 
-    def add_chunk(self, stamp_s: float, step_period_s: float, slot_indices, actions) -> str:
+    def add_chunk(
+        self,
+        stamp_s: float,
+        step_period_s: float,
+        slot_indices,
+        actions,
+        now_s: float | None = None,
+    ) -> str:
+        """``"accepted"`` or why not: ``rejected_before_reset``, ``rejected_future`` (stamped
+        more than ``future_tolerance`` after ``now_s``, the executor's clock; unchecked when
+        None) or the ensembler's rejection keys."""
+        if now_s is not None and not stamp_s <= now_s + self.future_tolerance:
+            self.rejected_future += 1
+            return "rejected_future"
         if stamp_s < self._episode_start:  # computed before new_episode(): in flight then
             self.rejected_before_reset += 1
             return "rejected_before_reset"
