@@ -82,6 +82,35 @@ def test_misfit_checkpoint_fails_configure_with_reason(tmp_path, embodiment, ros
         node.destroy_node()
 
 
+def test_num_inference_steps_goes_through_config_validation(tmp_path, embodiment, ros):
+    """An invalid num_inference_steps fails configure with PolicyConfig's message instead of
+    passing and then failing every inference; a valid one reaches config and sampler."""
+    slots = [int(s) for s in embodiment.action_slots]
+    ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)  # DDPM head, 100 train steps
+    for bad in (1000, -1):
+        node = policy_node(ckpt, num_inference_steps=bad)
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+            assert f"parameter num_inference_steps={bad}: " in node.configure_error
+            assert "num_train_timesteps=100" in node.configure_error
+            assert node.policy is None
+        finally:
+            node.destroy_node()
+    node = policy_node(ckpt, num_inference_steps=3)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.policy.config.num_inference_steps == 3
+        assert node.policy.head.num_inference_steps == 3
+    finally:
+        node.destroy_node()
+    node = policy_node(ckpt)  # 0: the checkpoint's
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.policy.head.num_inference_steps == 2
+    finally:
+        node.destroy_node()
+
+
 def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
     slots = [int(s) for s in embodiment.action_slots]
     ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)

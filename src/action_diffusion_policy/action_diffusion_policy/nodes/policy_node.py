@@ -30,6 +30,7 @@ Services:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -185,9 +186,7 @@ class PolicyNode(LifecycleNode):
         self.policy = load_policy(checkpoint, device=self._param("device"))
         self.policy.enable_jit(bool(self._param("jit")))
         self.spec = spec = self.policy.spec
-        steps = int(self._param("num_inference_steps"))
-        if steps > 0:
-            self.policy.head.num_inference_steps = steps  # sampler steps live on the head
+        self._set_inference_steps(int(self._param("num_inference_steps")))
         topics = [str(t) for t in (self._param("camera_topics") or []) if t]
         if not topics:
             topics = default_camera_topics(spec.camera_names, emb.camera_topics)
@@ -259,6 +258,18 @@ class PolicyNode(LifecycleNode):
             f"{dict(zip(spec.camera_names, topics))}, state from {state_source}) on "
             f"{emb.name}"
         )
+
+    def _set_inference_steps(self, steps: int) -> None:
+        """``num_inference_steps`` (0: the checkpoint's) through PolicyConfig's validation, so a
+        value the sampler cannot run fails configure instead of every inference."""
+        if steps == 0:
+            return
+        try:
+            config = dataclasses.replace(self.policy.config, num_inference_steps=steps)
+        except ValueError as exc:  # ConfigError names the field, the value and what is allowed
+            raise ValueError(f"parameter num_inference_steps={steps}: {exc}") from exc
+        self.policy.config = config
+        self.policy.head.num_inference_steps = config.num_inference_steps  # the sampler's
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._stop.clear()
