@@ -86,8 +86,8 @@ class ActionChunkPolicy(nn.Module):
             if cfg.vision_encoder == "resnet18":
                 self.image_encoder = ResNetImageEncoder(cfg.num_keypoints, cfg.image_feature_dim)
             elif cfg.vision_encoder == "convnet":
-                self.image_encoder = ConvImageEncoder(cfg.conv_channels, cfg.num_keypoints,
-                                                      cfg.image_feature_dim)
+                self.image_encoder = ConvImageEncoder(_crop_size(cfg), cfg.conv_channels,
+                                                      cfg.num_keypoints, cfg.image_feature_dim)
             else:
                 self.image_encoder = SiglipImageEncoder(
                     cfg.vision_encoder_hf_config or {}, cfg.image_feature_dim,

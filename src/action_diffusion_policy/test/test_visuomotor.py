@@ -57,7 +57,7 @@ def test_config_round_trips_conv_channels_through_json():
 
 
 def test_convnet_keeps_a_quarter_of_the_resolution():
-    enc = ConvImageEncoder((16, 32, 32), num_keypoints=8, feature_dim=16)
+    enc = ConvImageEncoder((48, 64), (16, 32, 32), num_keypoints=8, feature_dim=16)
     pooled, tokens = enc(torch.rand(2, 3, 48, 64))
     assert pooled.shape == (2, 16)
     assert tokens.shape == (2, 12 * 16, 32)  # (48/4) * (64/4) cells of 32 channels

@@ -111,16 +111,36 @@ class ResNetImageEncoder(nn.Module):
         return pooled, feat.flatten(2).transpose(1, 2)
 
 
+class SpatialLinear(nn.Module):
+    """Feature map -> features by a linear map over every cell: (B, C, h, w) -> (B, out).
+
+    A 1x1 convolution squeezes the channels, then one linear layer reads the whole map, so a
+    feature's position reaches the output through that cell's own weights. Unlike a diffuse
+    spatial softmax (weight ~1/cells on a small object), the gradient at the object's cell is
+    not divided by the number of cells.
+    """
+
+    def __init__(self, channels: int, cells: int, squeeze: int, out: int):
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, squeeze, 1)
+        self.fc = nn.Linear(squeeze * cells, out)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.squeeze(feat)).flatten(1))
+
+
 class ConvImageEncoder(nn.Module):
-    """GroupNorm CNN at 1/4 resolution + spatial softmax (learned temperature) + linear.
+    """GroupNorm CNN at 1/4 resolution; pooled features = spatial-softmax keypoints (learned
+    temperature) and a linear read-out of the whole map, projected to ``feature_dim``.
 
     (B, 3, H, W) in [0, 1] -> pooled (B, feature_dim), tokens (B, H/4 * W/4, C). Each stage is
     two 3x3 convolutions, the first of stages 1 and 2 with stride 2; later stages keep the
-    resolution and widen the receptive field with dilation, so keypoints stay precise.
+    resolution and widen the receptive field with dilation, so positions stay precise.
+    ``input_size`` (H, W) fixes the map size the linear read-out is built for.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), num_keypoints: int = 32,
-                 feature_dim: int = 64):
+    def __init__(self, input_size: tuple[int, int], channels: tuple[int, ...] = (32, 64, 128),
+                 num_keypoints: int = 32, feature_dim: int = 64, squeeze: int = 8):
         super().__init__()
         layers, cin = [], 3
         for i, cout in enumerate(channels):
@@ -134,8 +154,12 @@ class ConvImageEncoder(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        h, w = input_size
+        for _ in range(2):  # two stride-2 convolutions with padding 1
+            h, w = (h + 1) // 2, (w + 1) // 2
         self.pool = SpatialSoftmax(cin, num_keypoints, learn_temperature=True)
-        self.fc = nn.Linear(2 * num_keypoints, feature_dim)
+        self.readout = SpatialLinear(cin, h * w, squeeze, feature_dim)
+        self.fc = nn.Linear(2 * num_keypoints + feature_dim, feature_dim)
         self.feature_dim = feature_dim
         self.token_dim = cin
 
@@ -145,7 +169,7 @@ class ConvImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feat = self.trunk(images * 2.0 - 1.0)
-        pooled = self.fc(self.pool(feat))
+        pooled = self.fc(torch.cat([self.pool(feat), self.readout(feat)], dim=-1))
         return pooled, feat.flatten(2).transpose(1, 2)
 
 
