@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from action_diffusion_policy.data import images
 from unified_action_space.conversions import set_stamp, stamp_to_seconds
 from unified_action_space.embodiment import (
     COMMAND_TYPES,
@@ -84,11 +85,48 @@ def image_msg_to_rgb(msg) -> np.ndarray:
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize to (H, W) when it differs (area interpolation, as the dataset builder)."""
-    if size is None or tuple(image.shape[:2]) == tuple(size):
-        return image
-    h, w = size
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    """Resize to (H, W) when it differs: the dataset builder's own resize."""
+    return image if size is None else images.resize(image, size)
+
+
+# A frame whose aspect ratio differs from the checkpoint's by more than this is refused: it
+# would be squashed, and the policy would see the scene at other proportions than in training.
+MAX_ASPECT_MISMATCH = 0.05
+
+
+class CameraFrameDecoder:
+    """One camera's live frames -> the checkpoint's (H, W, 3) uint8 input.
+
+    The same ``data.images.FrameDecoder`` that ``build_dataset`` runs on recorded frames (the
+    same decode, JPEG DCT scaling and resize), so a frame gives the same pixels live as in the
+    training data. Raises ImageError naming the camera for an unusable message.
+    """
+
+    def __init__(self, camera: str, size: tuple[int, int] | None):
+        self.camera = camera
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self._decoders: dict[bool, images.FrameDecoder] = {}
+
+    def __call__(self, msg) -> np.ndarray:
+        check_image_msg(msg)
+        compressed = hasattr(msg, "format")
+        if not compressed and self.size is not None:
+            h, w = self.size
+            ratio = (msg.width / msg.height) / (w / h)
+            if abs(ratio - 1.0) > MAX_ASPECT_MISMATCH:
+                raise ImageError(
+                    f"{self.camera}: {msg.width}x{msg.height} images have another aspect ratio "
+                    f"than the checkpoint's {w}x{h}; crop them to {w}:{h} (e.g. with "
+                    "image_proc) or retrain on this camera")
+        decoder = self._decoders.get(compressed)
+        if decoder is None:
+            msgtype = ("sensor_msgs/msg/CompressedImage" if compressed
+                       else "sensor_msgs/msg/Image")
+            decoder = self._decoders[compressed] = images.FrameDecoder(msgtype, self.size)
+        try:
+            return decoder(msg)
+        except images.ImageDecodeError as exc:
+            raise ImageError(f"{self.camera}: {exc}") from exc
 
 
 def rgb_to_image_msg(image: np.ndarray, msg_cls, stamp_s: float | None = None, encoding="rgb8"):
