@@ -49,3 +49,15 @@ def test_default_camera_topics():
         "/cameras/cam_high/image_raw",
         "/cameras/wrist/image_raw",
     ]
+
+
+def test_a_checkpoint_camera_the_robot_does_not_publish_is_named():
+    cameras = {"cam_high": "/realsense_top/color/image_raw"}
+    (problem,) = policy_fit_problems(spec(camera_names=["cam_front"]), "piper", ACTION_SLOTS,
+                                     MASK, ["/cameras/cam_front/image_raw"],
+                                     embodiment_cameras=cameras)
+    assert "['cam_front']" in problem and "piper" in problem and "cam_high" in problem
+    assert "camera_topics" in problem
+    ok = policy_fit_problems(spec(), "aloha", ACTION_SLOTS, MASK, ["/cam"],
+                             embodiment_cameras={"cam_high": "/cam"})
+    assert ok == []

@@ -12,12 +12,15 @@ def policy_fit_problems(
     state_mask,
     camera_topics,
     env_state_topic: str = "",
+    embodiment_cameras: dict[str, str] | None = None,
 ) -> list[str]:
     """Reasons the checkpoint (``PolicySpec``) cannot drive this embodiment; empty when it can.
 
     The chunk must carry every slot the robot is commanded on, the state the policy reads must
     be filled by the robot, one camera topic per checkpoint camera, and an env-state source for
-    low-dimensional checkpoints that read privileged object poses.
+    low-dimensional checkpoints that read privileged object poses. ``embodiment_cameras`` (the
+    embodiment's camera table, given when no topics were set by hand): every checkpoint camera
+    must be one the robot publishes.
     """
     problems = []
     have = set(int(s) for s in spec.action_slots)
@@ -42,6 +45,15 @@ def policy_fit_problems(
             f"but the checkpoint's cameras are {list(spec.camera_names)}; give one topic per "
             "camera, in that order"
         )
+    if embodiment_cameras is not None:
+        absent = [c for c in spec.camera_names if c not in embodiment_cameras]
+        if absent:
+            problems.append(
+                f"checkpoint cameras {absent} are not cameras of embodiment {embodiment_name!r} "
+                f"(it publishes {sorted(embodiment_cameras) or 'none'}); add them to the "
+                "embodiment YAML's cameras, or map every checkpoint camera to a topic with "
+                "parameter camera_topics"
+            )
     if spec.env_state_dim > 0 and not env_state_topic:
         problems.append(
             f"checkpoint reads a {spec.env_state_dim}-dim privileged env state (object poses); "
