@@ -7,6 +7,11 @@ and bfloat16. Targets on a 2-core CPU: the ``small`` presets p50 <= 100 ms with 
 reference row p50 <= 60 ms.
 
     python benchmarks/policy_bench.py --threads 2 --repeats 10 [--quick] [--out bench.json]
+    python benchmarks/policy_bench.py --checkpoint CKPT [--checkpoint CKPT2] [--out bench.json]
+
+``--checkpoint`` measures shipped checkpoints instead of the preset rows: chunk latency at the
+checkpoint's own shapes (fp32, and bf16 where the CPU has native bf16) and training samples/s
+with the checkpoint's config (batch 64, fp32 and bf16 autocast), each dtype in the same run.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import time
 import numpy as np
 import torch
 
+from action_diffusion_policy.checkpoint import load_policy
 from action_diffusion_policy.config import PolicyConfig
+from action_diffusion_policy.hardware import autocast, cpu_has_native_bf16
 from action_diffusion_policy.policy import ActionChunkPolicy
 from action_diffusion_policy.types import Observation
 
@@ -55,11 +62,14 @@ def make_obs(policy: ActionChunkPolicy, seed: int = 0) -> Observation:
     rng = np.random.default_rng(seed)
     mask = np.zeros(128, bool)
     mask[cfg.state_slots] = True
-    h, w = cfg.image_size
+    h, w = cfg.image_size or (8, 8)
+    t = cfg.n_obs_steps
+    env = (rng.normal(size=(t, cfg.env_state_dim)).astype(np.float32)
+           if cfg.env_state_dim else None)
     return Observation(
-        images={c: rng.integers(0, 256, (N_OBS, h, w, 3), dtype=np.uint8)
+        images={c: rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
                 for c in cfg.camera_names},
-        state=rng.normal(size=(N_OBS, 128)).astype(np.float32), state_mask=mask)
+        state=rng.normal(size=(t, 128)).astype(np.float32), state_mask=mask, env_state=env)
 
 
 def latency_ms(policy: ActionChunkPolicy, repeats: int, warmup: int = 2) -> dict:
@@ -75,19 +85,24 @@ def latency_ms(policy: ActionChunkPolicy, repeats: int, warmup: int = 2) -> dict
             "p95_ms": round(float(np.percentile(times, 95)), 1)}
 
 
-def train_samples_per_s(policy: ActionChunkPolicy, batch_size: int, steps: int) -> float:
+def train_samples_per_s(policy: ActionChunkPolicy, batch_size: int, steps: int,
+                        precision: str = "fp32") -> float:
     cfg = policy.config
-    h, w = cfg.image_size
-    batch = {"images": torch.randint(0, 256, (batch_size, len(cfg.camera_names), N_OBS, 3, h, w),
+    h, w = cfg.image_size or (8, 8)
+    t_obs = cfg.n_obs_steps
+    batch = {"images": torch.randint(0, 256, (batch_size, len(cfg.camera_names), t_obs, 3, h, w),
                                      dtype=torch.uint8),
-             "state": torch.randn(batch_size, N_OBS, 128),
-             "action": torch.randn(batch_size, HORIZON, 128)}
+             "state": torch.randn(batch_size, t_obs, 128),
+             "action": torch.randn(batch_size, cfg.horizon, 128)}
+    if cfg.env_state_dim:
+        batch["env_state"] = torch.randn(batch_size, t_obs, cfg.env_state_dim)
     policy.train()
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     times = []
     for i in range(steps + 1):
         t = time.perf_counter()
-        loss = policy.compute_loss(batch)
+        with autocast(precision, "cpu"):
+            loss = policy.compute_loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -110,8 +125,34 @@ def params_m(policy: torch.nn.Module) -> float:
     return round(sum(p.numel() for p in policy.parameters()) / 1e6, 2)
 
 
+def checkpoint_rows(paths: list[str], repeats: int, train_steps: int) -> list[dict]:
+    """Shipped checkpoints at their own shapes: latency and training speed per dtype."""
+    rows = []
+    for path in paths:
+        for dtype in ("fp32", "bf16"):
+            if dtype == "bf16" and not cpu_has_native_bf16():
+                rows.append({"checkpoint": path, "dtype": dtype,
+                             "skipped": "no native bf16 on this CPU (avx512_bf16/amx_bf16)"})
+                continue
+            policy = load_policy(path).eval().enable_jit(JIT)
+            spec = policy.spec
+            row = {"checkpoint": path, "checkpoint_id": spec.checkpoint_id, "dtype": dtype,
+                   "camera_names": list(spec.camera_names), "image_size": spec.image_size,
+                   "env_state_dim": spec.env_state_dim, "params_m": params_m(policy),
+                   "train_samples_per_s_batch64": train_samples_per_s(
+                       load_policy(path), 64, train_steps, precision=dtype)}
+            if dtype == "bf16":
+                policy.to_inference_dtype(torch.bfloat16)
+            row.update(**latency_ms(policy, repeats))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", action="append", default=[],
+                    help="measure this checkpoint instead of the preset rows (repeatable)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10, help="timed chunks per row")
     ap.add_argument("--train-steps", type=int, default=3, help="timed training steps per row")
@@ -129,6 +170,17 @@ def main() -> None:
     torch.manual_seed(0)
     repeats = 5 if a.quick else a.repeats
     samplers = [s for s in SAMPLERS if not a.quick or s[1] in ("ddim", "euler")]
+    if a.checkpoint:
+        result = {"machine": {"cpu": platform.processor() or platform.machine(),
+                              "threads": a.threads, "torch": torch.__version__,
+                              "native_bf16": cpu_has_native_bf16(), "jit": JIT},
+                  "checkpoints": checkpoint_rows(a.checkpoint, repeats, max(a.train_steps, 5))}
+        text = json.dumps(result)
+        print(text)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(text)
+        return
     rows = []
     for backbone in a.backbones:
         for size in a.sizes:

@@ -1,0 +1,64 @@
+"""Does a camera policy read its images? Chunks under swapped images against sampler noise.
+
+A policy that ignores its cameras can still reach a low training loss from proprioception
+alone (results/NOTES.md), so a low loss proves nothing. Here, at one state:
+
+- ``swap_effect``: mean |chunk(image A) - chunk(image B)| with the same state and noise;
+- ``sampler_spread``: mean |chunk(image A, noise i) - chunk(image A, noise j)|, what the
+  sampler's own randomness moves the chunk by;
+- ``keypoint_shift``: how far the encoder's spatial-softmax keypoints move between the images
+  (in [-1, 1] image coordinates), where the encoder has keypoints.
+
+Pure numpy/torch; the sim glue lives in benchmarks/image_sensitivity.py and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from action_diffusion_policy.types import Observation
+
+
+def with_images(obs: Observation, images: dict[str, np.ndarray]) -> Observation:
+    return dataclasses.replace(obs, images=images)
+
+
+def noises(policy, count: int, seed: int = 0) -> list[np.ndarray]:
+    gen = np.random.default_rng(seed)
+    shape = (policy.config.horizon, policy.config.action_dim)
+    return [gen.standard_normal(shape).astype(np.float32) for _ in range(count)]
+
+
+def keypoints(policy, images: dict[str, np.ndarray]) -> np.ndarray | None:
+    """(N_cameras, K, 2) keypoints of the newest frame of each camera, or None."""
+    enc = policy.image_encoder
+    if enc is None or not hasattr(enc, "keypoints"):
+        return None
+    out = []
+    with torch.inference_mode():
+        for cam in policy.spec.camera_names:
+            frame = torch.from_numpy(np.ascontiguousarray(images[cam][-1])).permute(2, 0, 1)
+            x = policy._crop(frame[None].float() / 255.0)  # the inference centre crop
+            dtype = next(enc.parameters()).dtype
+            out.append(enc.keypoints(x.to(dtype)).float()[0].numpy())
+    return np.stack(out)
+
+
+def image_sensitivity(policy, obs: Observation, images_a: dict, images_b: dict,
+                      num_noises: int = 4) -> dict:
+    """Swap effect, sampler spread and keypoint shift at ``obs``'s state (see module doc)."""
+    eps = noises(policy, num_noises)
+    chunks_a = [policy.predict_chunk(with_images(obs, images_a), n) for n in eps]
+    chunks_b = [policy.predict_chunk(with_images(obs, images_b), n) for n in eps]
+    swap = float(np.mean([np.abs(a - b).mean() for a, b in zip(chunks_a, chunks_b)]))
+    spread = float(np.mean([np.abs(chunks_a[i] - chunks_a[j]).mean()
+                            for i in range(num_noises) for j in range(i + 1, num_noises)]))
+    out = {"swap_effect": swap, "sampler_spread": spread,
+           "ratio": swap / max(spread, 1e-12)}
+    kp_a, kp_b = keypoints(policy, images_a), keypoints(policy, images_b)
+    if kp_a is not None:
+        out["keypoint_shift"] = float(np.abs(kp_a - kp_b).mean())
+    return out
