@@ -31,13 +31,12 @@ The timer runs on ROS time (``use_sim_time`` works).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -49,6 +48,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
 STATE_SOURCES = ("joint_states", "unified_state")
@@ -309,20 +309,12 @@ class ActionExecutorNode(Node):
         self._diag_pub.publish(diag)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ActionExecutorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    # halt: a tick already running when the signal came commands nothing more.
+    return run_node(
+        ActionExecutorNode, "action_executor", args, halt=lambda node: node.core.set_enabled(False)
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,11 +16,11 @@ Publishers are reliable with a deep queue, which best-effort subscribers also ma
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -28,6 +28,7 @@ from std_msgs.msg import Bool
 
 from action_diffusion_policy.data.bags import BagError, open_bag
 from action_diffusion_policy.nodes.recorder_node import message_class
+from unified_action_space.nodes.node_main import run_node
 
 PREFETCH = 256  # messages read ahead of the publishing thread
 _END_OF_BAG = object()
@@ -172,24 +173,21 @@ class BagPlayerNode(Node):
         self._reader.join(timeout=5)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = BagPlayerNode()
-    try:
-        while rclpy.ok() and not node.finished.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-        # Give late subscribers' reliable acknowledgements a moment before exiting.
-        end = time.monotonic() + 0.5
-        while rclpy.ok() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    finished_at = []
+
+    def finished(node: BagPlayerNode) -> bool:
+        """Played out, plus 0.5 s for late subscribers' reliable acknowledgements."""
+        if node.finished.is_set() and not finished_at:
+            finished_at.append(time.monotonic())
+        return bool(finished_at) and time.monotonic() - finished_at[0] > 0.5
+
+    return run_node(
+        BagPlayerNode, "bag_player", args,
+        config_errors=(ValueError, BagError, OSError),
+        halt=lambda node: node.stop(), finished=finished,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import threading
 import time
 from collections import deque
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -52,6 +51,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.observation_buffer import BufferConfig, ObservationBuffer
 from action_diffusion_policy.runtime.policy_fit import default_camera_topics, policy_fit_problems
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
 STATE_SOURCES = ("unified_state", "joint_states")
@@ -296,11 +296,11 @@ class PolicyNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._new_data.set()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=timeout)
             self._worker = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -550,25 +550,23 @@ class PolicyNode(LifecycleNode):
         self._diag_pub.publish(diag)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise SystemExit(1)
-            node.trigger_activate()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node._release()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def _autostart(node: PolicyNode) -> bool:
+    """With ``autostart``: configure (False when it failed; it logged why) and activate."""
+    if not node.get_parameter("autostart").value:
+        return True
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        return False
+    node.trigger_activate()
+    return True
+
+
+def main(args=None) -> int:
+    # halt: the inference worker stops (and publishes nothing more) before the context goes.
+    return run_node(
+        PolicyNode, "policy_node", args, start=_autostart,
+        halt=lambda node: node._stop_worker(timeout=0.5), close=lambda node: node._release(),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

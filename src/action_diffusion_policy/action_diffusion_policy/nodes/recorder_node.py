@@ -30,7 +30,6 @@ import json
 import sys
 from pathlib import Path
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -46,6 +45,7 @@ from action_diffusion_policy.data.bags import (
     ReceiveTimeMapper,
     update_episode_success,
 )
+from unified_action_space.nodes.node_main import run_node
 
 QUEUE_DEPTH = 200
 
@@ -292,24 +292,13 @@ class RecorderNode(Node):
             self.stop_episode()
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except (ValueError, BagError, OSError) as exc:
-        print(f"recorder_node: {exc}", file=sys.stderr)
-        rclpy.shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    return run_node(
+        RecorderNode, "recorder_node", args,
+        config_errors=(ValueError, BagError, OSError),
+        close=lambda node: node.shutdown(),  # closes the bag of a running episode
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,8 +18,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -31,6 +29,7 @@ from aloha_sim.expert import ScriptedExpert
 from aloha_sim.nodes.conversions import command_msg, status_from_msg
 from aloha_sim.nodes.sim_node import STATUS_TOPIC, command_topic, joint_state_topic
 from unified_action_space.conversions import joint_positions_from_msg, stamp_to_ns
+from unified_action_space.nodes.node_main import run_node
 
 LOG_THROTTLE_S = 2.0
 
@@ -122,22 +121,8 @@ def _with_sim_time_default(args: list[str]) -> list[str]:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=_with_sim_time_default(list(sys.argv if args is None else args)))
-    node = None
-    try:
-        node = ScriptedExpertNode()
-        rclpy.spin(node)
-    except ValueError as exc:
-        print(f"scripted_expert_node: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    args = _with_sim_time_default(list(sys.argv if args is None else args))
+    return run_node(ScriptedExpertNode, "scripted_expert_node", args)
 
 
 if __name__ == "__main__":

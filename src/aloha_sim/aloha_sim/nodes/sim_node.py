@@ -26,8 +26,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
@@ -53,6 +51,7 @@ from aloha_sim.nodes.conversions import (
     image_msg,
 )
 from unified_action_space.conversions import joint_state_to_msg
+from unified_action_space.nodes.node_main import run_node
 
 CLOCK_TOPIC = "/clock"
 STATUS_TOPIC = "/sim/episode_status"
@@ -218,22 +217,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except ValueError as exc:
-        print(f"sim_node: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SimNode, "sim_node", args)  # destroy_node closes the sim
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -31,10 +29,10 @@ from sensor_msgs.msg import JointState
 from action_diffusion_msgs.msg import UnifiedState
 from unified_action_space.conversions import joint_state_from_msg, unified_state_to_msg
 from unified_action_space.embodiment import (
-    EmbodimentConfigError,
     JointStateError,
     load_embodiment,
 )
+from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import MISSING, StateAssembler, describe_problems
 
 UNIFIED_STATE_TOPIC = "/unified_state"
@@ -192,22 +190,7 @@ class UnifiedStateNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = UnifiedStateNode()
-        rclpy.spin(node)
-    except (EmbodimentConfigError, ValueError) as exc:
-        print(f"unified_state_node: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(UnifiedStateNode, "unified_state_node", args)
 
 
 if __name__ == "__main__":
