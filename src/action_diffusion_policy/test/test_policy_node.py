@@ -257,3 +257,47 @@ def wait_until(pred, timeout):
             return True
         time.sleep(0.02)
     return False
+
+
+def test_destroyed_while_inferring_logs_no_error(tmp_path, embodiment, capfd):
+    """Destroying an active node (what a clean shutdown does) stops the inference worker
+    before its publisher and context go: no "inference failed" ERROR."""
+    slots = [int(s) for s in embodiment.action_slots]
+    ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
+    rclpy.init()
+    node = policy_node(ckpt, state_source="joint_states", jit=False)
+    probe = Node("probe")
+    chunks = []
+    probe.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, 10)
+    image_pub = probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
+    js_pubs = [probe.create_publisher(JointState, f"/follower_{a}/joint_states", 10)
+               for a in ("left", "right")]  # fmt: skip
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    image = np.zeros((24, 32, 3), np.uint8)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len(chunks) < 10:  # inference keeps running
+            now = probe.get_clock().now().nanoseconds * 1e-9
+            for pub in js_pubs:
+                msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
+                cv.set_stamp(msg.header.stamp, now)
+                pub.publish(msg)
+            image_pub.publish(cv.rgb_to_image_msg(image, Image, now))
+            time.sleep(0.02)
+        assert len(chunks) >= 10
+    finally:
+        node.destroy_node()  # active, mid-stream
+        executor.shutdown()
+        thread.join(timeout=5)
+        probe.destroy_node()
+        rclpy.shutdown()
+    time.sleep(0.3)
+    err = capfd.readouterr().err
+    assert "[ERROR]" not in err, err
+    assert node._worker is None

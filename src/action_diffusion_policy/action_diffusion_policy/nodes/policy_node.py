@@ -306,6 +306,10 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
 
+    def destroy_node(self):
+        self._stop_worker()  # before its publisher and context go
+        return super().destroy_node()
+
     def _release(self) -> None:
         self._stop_worker()
         for sub in self._subs:
@@ -476,6 +480,8 @@ class PolicyNode(LifecycleNode):
             try:
                 self._infer(selection)
             except Exception as exc:  # a bad frame or a model error must not kill the loop
+                if self._stop.is_set():  # stopping: the publisher or buffer went under it
+                    break
                 self.counters["policy_errors"] += 1
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
             last_stamp = selection.stamp
@@ -504,7 +510,7 @@ class PolicyNode(LifecycleNode):
             sequence=self._sequence,
         )
         publisher = self._chunk_pub
-        if publisher is None:
+        if publisher is None or self._stop.is_set():  # stopping: no chunk after the stop
             return
         publisher.publish(cv.chunk_to_msg(chunk, ActionChunk))
         t3 = time.perf_counter()
