@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -150,6 +151,7 @@ class AlohaSimEnv:
             render_size = (int(render_size[0]), int(render_size[1]))
         self.render_size = render_size
         self._renderer: mujoco.Renderer | None = None
+        self._renderer_thread: int | None = None
         self.substeps = max(1, round(1.0 / CONTROL_FREQUENCY / self.model.opt.timestep))
         self.arms = {arm: ArmIndex(self.model, arm) for arm in ARMS}
         self._object_qpos = [
@@ -345,7 +347,13 @@ class AlohaSimEnv:
             raise RuntimeError("this AlohaSimEnv was made with render_size=None; it cannot render")
         if camera not in CAMERAS:
             raise ValueError(f"unknown camera {camera!r}; the model has {sorted(CAMERAS)}")
+        if self._renderer is not None and self._renderer_thread != threading.get_ident():
+            # An EGL context is current in one thread only (EGL_BAD_ACCESS elsewhere): a node
+            # that rendered in __init__ and then renders from its spin thread needs a new one.
+            self._renderer.close()
+            self._renderer = None
         if self._renderer is None:
+            self._renderer_thread = threading.get_ident()
             # Shadows and multisampling cost ~10x the CPU time of a plain render.
             self.model.vis.quality.offsamples = 0
             height, width = self.render_size

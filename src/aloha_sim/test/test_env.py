@@ -140,3 +140,18 @@ def test_lifting_nothing_gives_no_reward(cube_env):
         cube_env.step()
     assert cube_env.task_reward() == 0 and not cube_env.success
     assert cube_env.max_reward == 4
+
+
+def test_render_from_another_thread_than_the_first_render():
+    """A node renders once in __init__ and then from its spin thread (node_main)."""
+    import threading
+
+    env = AlohaSimEnv("transfer_cube", render_size=(48, 64), cameras=("cam_high",))
+    env.reset(0)
+    first = env.render("cam_high")
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("frame", env.render("cam_high")))
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(out["frame"], first)
+    env.close()
