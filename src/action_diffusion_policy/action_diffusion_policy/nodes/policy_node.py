@@ -147,6 +147,9 @@ class PolicyNode(LifecycleNode):
         self.assembler: StateAssembler | None = None  # state_source joint_states
         self._last_state_stamp = -math.inf
         self._resized_warned: set[str] = set()
+        self._frame_decoders: dict[str, cv.CameraFrameDecoder] = {}
+        self.last_image_problem = ""  # the newest rejected frame's reason, for /diagnostics
+        self.waiting_reason = ""  # why no chunk is being made now, for /diagnostics
         self._sequence = 0
         self.configure_error = ""
         self.create_service(ResetEpisode, "~/reset_episode", self._on_reset)
@@ -188,12 +191,18 @@ class PolicyNode(LifecycleNode):
         self.spec = spec = self.policy.spec
         self._set_inference_steps(int(self._param("num_inference_steps")))
         topics = [str(t) for t in (self._param("camera_topics") or []) if t]
+        by_hand = bool(topics)
         if not topics:
             topics = default_camera_topics(spec.camera_names, emb.camera_topics)
         env_topic = self._param("env_state_topic") if spec.env_state_dim > 0 else ""
         problems = policy_fit_problems(
-            spec, emb.name, emb.action_slots, emb.state_mask, topics, env_topic
+            spec, emb.name, emb.action_slots, emb.state_mask, topics, env_topic,
+            embodiment_cameras=None if by_hand else emb.camera_topics,
         )
+        # build_dataset's decoder, one per camera: live frames get the training data's pixels.
+        self._frame_decoders = {
+            cam: cv.CameraFrameDecoder(cam, spec.image_size) for cam in spec.camera_names
+        }
         if problems:
             raise ValueError(
                 f"checkpoint {checkpoint} does not fit embodiment {emb.name!r}: "
@@ -345,12 +354,13 @@ class PolicyNode(LifecycleNode):
 
     def _on_image(self, camera: str, msg) -> None:
         try:
-            cv.check_image_msg(msg)
+            self._frame_decoders[camera].check(msg)
         except cv.ImageError as exc:
             self.counters["image_rejected"] += 1
+            self.last_image_problem = str(exc)
             self.get_logger().warn(f"{camera}: image rejected: {exc}", throttle_duration_sec=5.0)
             return
-        self._add(camera, cv.stamp_to_seconds(msg.header.stamp), msg)
+        self._add(camera, cv.stamp_to_seconds(msg.header.stamp), (camera, msg))
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
         try:
@@ -432,19 +442,18 @@ class PolicyNode(LifecycleNode):
         return response
 
     # --- inference worker ------------------------------------------------------------------
-    def _decode(self, msg) -> np.ndarray:
-        image = cv.image_msg_to_rgb(msg)
+    def _decode(self, payload) -> np.ndarray:
+        camera, msg = payload
         size = self.spec.image_size
-        if size is not None and tuple(image.shape[:2]) != tuple(size):
-            key = f"{image.shape[:2]}"
+        if size is not None and not hasattr(msg, "format") and (msg.height, msg.width) != size:
+            key = f"{camera} {msg.width}x{msg.height}"
             if key not in self._resized_warned:
                 self._resized_warned.add(key)
                 self.get_logger().info(
-                    f"resizing {image.shape[1]}x{image.shape[0]} images to the checkpoint's "
+                    f"{camera}: resizing {msg.width}x{msg.height} images to the checkpoint's "
                     f"{size[1]}x{size[0]}"
                 )
-            image = cv.resize_rgb(image, size)
-        return image
+        return self._frame_decoders[camera](msg)
 
     def _run_worker(self) -> None:
         rate = float(self._param("inference_rate"))
@@ -457,6 +466,11 @@ class PolicyNode(LifecycleNode):
             with self._lock:
                 selection, reason = self.buffer.select()
                 self._new_data.clear()
+            # A camera or arm that stopped shows in /diagnostics, not only in the log.
+            self.waiting_reason = (
+                f"no new complete observation for {started - last_progress:.1f} s: "
+                f"{reason or 'a source stopped or lags'}"
+                if started - last_progress > 0.5 else "")
             if started - last_progress > 2.0:
                 self.get_logger().warn(
                     f"no new complete observation for {started - last_progress:.1f} s "
@@ -537,9 +551,13 @@ class PolicyNode(LifecycleNode):
         values.update({f"buffer_{k}": str(v) for k, v in buffer_counters.items()})
         values["dropped_observations"] = str(dropped)
         values["instruction"] = self.instruction
+        values["last_image_problem"] = self.last_image_problem
+        values["waiting_for"] = self.waiting_reason
         level, message = DiagnosticStatus.OK, "publishing chunks"
         if not summary:
             level, message = DiagnosticStatus.WARN, "no chunk yet"
+        if self.waiting_reason:
+            level, message = DiagnosticStatus.WARN, self.waiting_reason
         elif self.counters["policy_errors"] or self.counters["nonfinite_chunks"]:
             level, message = DiagnosticStatus.WARN, "inference errors"
         diag = DiagnosticArray()

@@ -107,10 +107,10 @@ class CameraFrameDecoder:
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self._decoders: dict[bool, images.FrameDecoder] = {}
 
-    def __call__(self, msg) -> np.ndarray:
+    def check(self, msg) -> None:
+        """The subscription callback's cheap check (no decode): raises ImageError."""
         check_image_msg(msg)
-        compressed = hasattr(msg, "format")
-        if not compressed and self.size is not None:
+        if not hasattr(msg, "format") and self.size is not None:
             h, w = self.size
             ratio = (msg.width / msg.height) / (w / h)
             if abs(ratio - 1.0) > MAX_ASPECT_MISMATCH:
@@ -118,6 +118,10 @@ class CameraFrameDecoder:
                     f"{self.camera}: {msg.width}x{msg.height} images have another aspect ratio "
                     f"than the checkpoint's {w}x{h}; crop them to {w}:{h} (e.g. with "
                     "image_proc) or retrain on this camera")
+
+    def __call__(self, msg) -> np.ndarray:
+        self.check(msg)
+        compressed = hasattr(msg, "format")
         decoder = self._decoders.get(compressed)
         if decoder is None:
             msgtype = ("sensor_msgs/msg/CompressedImage" if compressed
