@@ -20,6 +20,8 @@ def main() -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("--task", default="transfer_cube")
     ap.add_argument("--seeds", type=int, nargs="+", default=[2000, 2001, 2002, 2003])
+    ap.add_argument("--steps-in", type=int, default=0,
+                    help="expert steps after the reset before the probe (0: at the reset)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -29,7 +31,7 @@ def main() -> int:
         return 2
     embodiment = load_embodiment("aloha_sim")
     env = AlohaSimEnv(a.task, render_size=RENDER_SIZE, cameras=policy.spec.camera_names)
-    pairs = [pair_report(policy, env, embodiment, a.seeds[i], a.seeds[i + 1])
+    pairs = [pair_report(policy, env, embodiment, a.seeds[i], a.seeds[i + 1], a.steps_in)
              for i in range(0, len(a.seeds) - 1, 2)]
     print(json.dumps({"checkpoint_id": policy.spec.checkpoint_id, "task": a.task,
                       "pairs": pairs}, indent=1))

@@ -15,7 +15,8 @@ setup(
         (f"share/{PACKAGE}/config/embodiments", glob("config/embodiments/*.yaml")),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.md")),
-        (f"share/{PACKAGE}/checkpoints/transfer_cube", glob("checkpoints/transfer_cube/*")),
+        # Every shipped checkpoint directory (weights, config, golden chunk).
+        *((f"share/{PACKAGE}/{d.rstrip('/')}", glob(f"{d}*")) for d in glob("checkpoints/*/")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -22,29 +22,35 @@ RENDER_SIZE = (240, 320)  # sim_node's default camera size
 PERIOD = 0.02  # s per control step (50 Hz)
 
 
-def reset_observation(env, embodiment, policy, seed: int) -> tuple[Observation, np.ndarray]:
-    """The observation at the reset of ``seed`` and the expert's first ``horizon`` actions."""
+def reset_observation(env, embodiment, policy, seed: int, steps_in: int = 0
+                      ) -> tuple[Observation, np.ndarray]:
+    """The observation ``steps_in`` scripted-expert steps after the reset of ``seed`` (0: at
+    the reset) and the expert's next ``horizon`` actions from there."""
     spec = policy.spec
     env.reset(seed)
+    expert = ScriptedExpert(env.task)
+    expert.reset(seed)
+
+    def expert_step(step):
+        cmd = expert.act(step, {a: env.joint_positions(a) for a in ARMS}, env.object_poses())
+        env.step(cmd)
+        return cmd
+
+    for step in range(steps_in):
+        expert_step(step)
     images = {c: resize(env.render(c), tuple(spec.image_size))[None] for c in spec.camera_names}
     joints = {a: (JOINT_NAMES, env.joint_positions(a), env.joint_velocities(a)) for a in ARMS}
     values, mask = embodiment.state_from_joint_states(joints)
     obs = Observation(images=images, state=np.repeat(values[None], spec.n_obs_steps, 0),
                       state_mask=mask, env_state=None, control_frequency=50.0)
-    expert = ScriptedExpert(env.task)
-    expert.reset(seed)
-    actions = []
-    for step in range(spec.horizon):
-        q = {a: env.joint_positions(a) for a in ARMS}
-        cmd = expert.act(step, q, env.object_poses())
-        actions.append(np.asarray(embodiment.actions_from_commands(cmd))[spec.action_slots])
-        env.step(cmd)
+    actions = [np.asarray(embodiment.actions_from_commands(expert_step(steps_in + i)))
+               [spec.action_slots] for i in range(spec.horizon)]
     return obs, np.stack(actions)
 
 
-def pair_report(policy, env, embodiment, seed_a: int, seed_b: int) -> dict:
-    obs_a, expert_a = reset_observation(env, embodiment, policy, seed_a)
-    obs_b, expert_b = reset_observation(env, embodiment, policy, seed_b)
+def pair_report(policy, env, embodiment, seed_a: int, seed_b: int, steps_in: int = 0) -> dict:
+    obs_a, expert_a = reset_observation(env, embodiment, policy, seed_a, steps_in)
+    obs_b, expert_b = reset_observation(env, embodiment, policy, seed_b, steps_in)
     sens = image_sensitivity(policy, obs_a, obs_a.images, obs_b.images)
     noise = noises(policy, 1, seed=1)[0]
     chunk_a = policy.predict_chunk(obs_a, noise)
@@ -55,6 +61,7 @@ def pair_report(policy, env, embodiment, seed_a: int, seed_b: int) -> dict:
 
     return {
         "seeds": [seed_a, seed_b],
+        "steps_in": steps_in,
         **sens,
         "first_chunk_difference": dist(chunk_a, chunk_b),
         "expert_first_chunk_difference": dist(expert_a, expert_b),
