@@ -3,8 +3,9 @@
 Starts the `sim` bringup with the runner (the same nodes `sim.launch.py` starts), then, through
 the sim episode client (`sim_client.SimClient`), resets the sim with a seed per episode
 (`/sim/reset`), follows `/sim/episode_status` until success or the episode's end, prints the
-success rate and writes a video of the first episode from the top camera (`cam_high`, its topic
-from the aloha_sim embodiment's cameras) under artifacts/.
+success rate and writes a video of the first episode under artifacts/: the top camera
+(`cam_high`, its topic from the aloha_sim embodiment's cameras) beside what the policy saw (the
+same frame through the checkpoint's own preprocessing: resize and centre crop).
 
 What drives the arms: the policy node + action executor when a trained checkpoint exists
 (DEFAULT_CHECKPOINT, or DEMO_CHECKPOINT / --checkpoint); until then the scripted expert node,
@@ -36,8 +37,10 @@ from action_diffusion_bringup.sim_client import EpisodeResult, SimClient
 
 # Paths a user sees are shown relative to where make/demo runs (the workspace root).
 REPO_ROOT = Path.cwd()
-# The checkpoint the demo runs once the end-to-end pipeline ships one (switching is this line).
-DEFAULT_CHECKPOINT = description.checkpoints_dir() / "transfer_cube"
+# The camera-only checkpoint: it sees nothing but cam_high and the joint states, as on a robot.
+# The privileged one (it reads the cube's pose from the sim) stays: DEMO_CHECKPOINT=...
+DEFAULT_CHECKPOINT = description.checkpoints_dir() / "transfer_cube_camera"
+PRIVILEGED_CHECKPOINT = description.checkpoints_dir() / "transfer_cube"
 ARTIFACTS = Path("artifacts")  # under the working directory, as the README says
 TASK = "transfer_cube"
 VIDEO_CAMERA = "cam_high"  # the camera the video shows
@@ -73,12 +76,40 @@ def choose_driver(checkpoint: str) -> tuple[dict[str, str], str]:
         path = description.check_checkpoint(checkpoint)
         return (
             {"policy": "true", "expert": "false", "checkpoint": str(path)},
-            f"the LEARNED POLICY {path} (policy_node + action_executor)",
+            f"the LEARNED POLICY {path} (policy_node + action_executor), "
+            f"{observation_label(path)}",
         )
     return (
         {"policy": "false", "expert": "true"},
         f"the SCRIPTED EXPERT (scripted_expert_node), not a learned policy: {reason}",
     )
+
+
+def policy_view_spec(checkpoint: Path | None) -> tuple[list[str], tuple[int, int] | None, float]:
+    """The checkpoint's cameras, image size and crop ratio (nothing for no checkpoint)."""
+    if checkpoint is None:
+        return [], None, 1.0
+    from action_diffusion_policy.checkpoint import read_checkpoint_config
+
+    model = read_checkpoint_config(checkpoint)["policy_config"]
+    size = model.get("image_size")
+    return (list(model.get("camera_names") or []), tuple(size) if size else None,
+            float(model.get("crop_ratio", 1.0)))
+
+
+def observation_label(checkpoint: Path) -> str:
+    """What the policy reads, in the words README and results/ use."""
+    from action_diffusion_policy.checkpoint import CheckpointError, read_checkpoint_config
+
+    try:
+        model = read_checkpoint_config(checkpoint)["policy_config"]
+    except (CheckpointError, KeyError, OSError, ValueError) as error:
+        return f"its observation unknown ({error})"
+    cameras = list(model.get("camera_names") or [])
+    if model.get("env_state_dim"):
+        return ("PRIVILEGED SIM STATE: it reads the objects' poses from /sim/episode_status, "
+                "which no real robot publishes")
+    return f"camera-only: it sees {' + '.join(cameras)} and the joint states, nothing else"
 
 
 class EpisodeRecorder:
@@ -169,6 +200,41 @@ class EpisodeRecorder:
         with self._lock:
             self.frames[camera].append(frame)
             self.frame_stamps[camera].append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+
+
+def policy_view(frame: np.ndarray, size: tuple[int, int] | None, crop_ratio: float
+                ) -> np.ndarray:
+    """``frame`` as the policy sees it (resize to the checkpoint size, centre crop), scaled
+    back up with nearest-neighbour so its pixels show, to the frame's height."""
+    import cv2
+
+    from action_diffusion_policy.data.images import resize
+
+    small = resize(frame, size)
+    h, w = small.shape[:2]
+    ch, cw = max(8, round(h * crop_ratio)), max(8, round(w * crop_ratio))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    small = small[top: top + ch, left: left + cw]
+    scale = frame.shape[0] / ch
+    return cv2.resize(small, (round(cw * scale), frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def side_by_side(frame: np.ndarray, cameras: list[str], size, crop_ratio: float) -> np.ndarray:
+    """The scene (left) and what the policy saw from that camera (right), labelled."""
+    import cv2
+
+    if VIDEO_CAMERA in cameras and size is not None:
+        right = policy_view(frame, size, crop_ratio)
+        label = f"policy input {size[1]}x{size[0]}"
+    else:
+        right = np.zeros_like(frame)
+        label = "no camera: privileged sim state"
+    out = np.concatenate([frame, np.full((frame.shape[0], 4, 3), 255, np.uint8), right], 1)
+    for x, text in ((6, f"scene ({VIDEO_CAMERA})"), (frame.shape[1] + 10, label)):
+        cv2.putText(out, text, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1,
+                    cv2.LINE_AA)
+    # H.264 needs even sizes.
+    return out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
 
 
 def write_video(frames: list[np.ndarray], stamps: list[float], path: Path) -> float:
@@ -286,8 +352,12 @@ def main(argv=None) -> int:
             print(f"[demo] predicted chunks vs executed commands, episode 1: {plot}")
     if frames:
         video = artifacts / f"demo_{TASK}.mp4"
+        if policy:  # the scene beside what the policy saw
+            cameras, size, crop = policy_view_spec(Path(given["checkpoint"]))
+            frames = [side_by_side(f, cameras, size, crop) for f in frames]
         fps = write_video(frames, stamps, video)
-        print(f"[demo] video of episode 1: {video} ({len(frames)} frames, {fps:.1f} fps)")
+        print(f"[demo] video of episode 1: {video} ({len(frames)} frames, {fps:.1f} fps"
+              + ("; left the scene, right what the policy saw)" if policy else ")"))
     else:
         print(f"[demo] no frames on {camera_topic()}: no video written")
     successes = sum(r.success for r in results)

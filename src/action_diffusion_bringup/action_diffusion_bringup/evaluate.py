@@ -65,6 +65,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+def observation(cameras: list[str], env_state_dim: int) -> str:
+    """What a policy reads, as README and results/ label it."""
+    parts = [*cameras, "state"]
+    if env_state_dim:
+        parts.append("object pose (privileged sim state)")
+    return " + ".join(parts)
+
+
 def policy_summary(checkpoint: Path) -> dict:
     """What the report says about the policy, read from the checkpoint's config.json."""
     from action_diffusion_policy.checkpoint import read_checkpoint_config
@@ -76,8 +84,9 @@ def policy_summary(checkpoint: Path) -> dict:
         "checkpoint": str(checkpoint),
         "checkpoint_id": str(config["checkpoint_id"]),
         "name": f"{model['backbone']}+{model['head']}",
-        "observation": f"{'+'.join(cameras)} + state" if cameras else "state + object pose",
+        "observation": observation(cameras, int(model.get("env_state_dim") or 0)),
         "camera_names": cameras,
+        "env_state_dim": int(model.get("env_state_dim") or 0),
         "sampler": model.get("sampler"),
         "num_inference_steps": model.get("num_inference_steps"),
         "horizon": model.get("horizon"),
