@@ -59,6 +59,24 @@ def closed_loop(results: Path) -> dict:
     return out
 
 
+BUDGET_S = 90 * 60  # one task's collect -> dataset -> train on a 2-core machine (issue 13)
+PIPELINE_STAGES = ("collect", "dataset")  # plus every train_<policy> stage
+
+
+def budget(stages: dict) -> dict:
+    """Per task and trained policy: collect + dataset + its training, against the budget."""
+    out = {}
+    for task, times in stages.items():
+        base = sum(times.get(s, 0.0) for s in PIPELINE_STAGES)
+        for stage, wall in times.items():
+            if stage.startswith("train_"):
+                total = base + wall
+                out[f"{task}/{stage.removeprefix('train_')}"] = {
+                    "collect_dataset_train_s": round(total, 1),
+                    "budget_s": BUDGET_S, "within_budget": total <= BUDGET_S}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("artifacts/pipeline"))
@@ -74,6 +92,7 @@ def main() -> int:
         json.dumps(
             {
                 "stage_wall_s": stage_times(args.work),
+                "budget": budget(stage_times(args.work)),
                 "training": training(args.work),
                 "closed_loop": closed_loop(args.results),
             },

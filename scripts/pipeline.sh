@@ -5,8 +5,9 @@
 # ordinary command (printed before it runs) that can be run on its own.
 #
 # Environment (defaults in brackets):
-#   TASK [transfer_cube]   EPISODES [50]   EVAL_SEEDS [1000:1050]   WORK [artifacts/pipeline]
-#   POLICIES ["lowdim_unet_ddpm lowdim_dit_flow"]  (config names under
+#   TASK [transfer_cube]   EPISODES [100]   EVAL_SEEDS [1000:1050]   WORK [artifacts/pipeline]
+#   POLICIES ["visuomotor_dit_flow"]: the camera-only recipe; the privileged-state ones are
+#            lowdim_dit_flow and lowdim_unet_ddpm  (config names under
 #            src/action_diffusion_policy/config/e2e_<name>.yaml)
 #   STRATEGIES ["temporal_ensembling receding_horizon"]   RESULTS [results]
 #   STAGES ["collect dataset train evaluate offline report"]  (a subset re-runs just those)
@@ -15,10 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TASK=${TASK:-transfer_cube}
-EPISODES=${EPISODES:-50}
+EPISODES=${EPISODES:-100}
 EVAL_SEEDS=${EVAL_SEEDS:-1000:1050}
 WORK=${WORK:-artifacts/pipeline}
-POLICIES=${POLICIES:-lowdim_unet_ddpm lowdim_dit_flow}
+POLICIES=${POLICIES:-visuomotor_dit_flow}
 STRATEGIES=${STRATEGIES:-temporal_ensembling receding_horizon}
 RESULTS=${RESULTS:-results}
 STAGES=${STAGES:-collect dataset train evaluate offline report}
@@ -48,7 +49,7 @@ EOF
 
 if want collect; then
   run collect python -m action_diffusion_bringup.collect --task "$TASK" --episodes "$EPISODES" \
-    --seed 0 --bag-dir "$BAGS" --force
+    --seed 0 --bag-dir "$BAGS" --real-time-factor 2 --force
   # A few held-out demonstrations (seeds the training never sees) for the offline check.
   run collect_heldout python -m action_diffusion_bringup.collect --task "$TASK" --episodes 3 \
     --seed 900 --bag-dir "$HELDOUT" --force

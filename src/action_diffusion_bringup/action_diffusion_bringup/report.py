@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -41,19 +42,44 @@ def _fmt_ms(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (Wilson 1927)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def observation_label(policy: dict) -> str:
+    """What the policy read; object poses are labelled privileged sim state. Result files
+    written before env_state_dim was recorded: a policy without cameras read object poses."""
+    cameras = list(policy.get("camera_names") or [])
+    env_dim = policy.get("env_state_dim")
+    if env_dim is None:
+        env_dim = 0 if cameras else 1
+    parts = [*cameras, "state"]
+    if env_dim:
+        parts.append("object pose (privileged sim state)")
+    return " + ".join(parts)
+
+
 def closed_loop_table(runs: list[dict]) -> list[str]:
     lines = [
-        "| task | policy | observation | executor strategy | success | episodes "
+        "| task | policy | observation | executor strategy | success | Wilson 95 % | episodes "
         "| chunk latency p50 / p95 (ms) | checkpoint | result file |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(
         runs, key=lambda r: (r["task"], r["policy"]["name"], r["strategy"], r["_file"])
     ):
         lat = r.get("latency_ms") or {}
+        lo, hi = wilson_interval(int(r["successes"]), int(r["episodes"]))
         lines.append(
-            f"| {r['task']} | {r['policy']['name']} | {r['policy']['observation']} "
+            f"| {r['task']} | {r['policy']['name']} | {observation_label(r['policy'])} "
             f"| {r['strategy']} | **{r['success_rate']:.0%}** ({r['successes']}/{r['episodes']}) "
+            f"| {lo:.0%}-{hi:.0%} "
             f"| seeds {r['seeds'][0]}..{r['seeds'][-1]} "
             f"| {_fmt_ms(lat.get('p50'))} / {_fmt_ms(lat.get('p95'))} "
             f"| `{r['policy']['checkpoint_id'][:12]}` | {Path(r['_file']).name} |"

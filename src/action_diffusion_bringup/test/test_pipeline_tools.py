@@ -115,9 +115,10 @@ def test_report_tables_every_run(tmp_path):
     assert report.main([*map(str, paths), str(offline), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "README.md").read_text()
     assert (
-        "| transfer_cube | unet+ddpm | state + object pose | receding_horizon | **25%** (1/4)" in md
+        "| transfer_cube | unet+ddpm | state + object pose (privileged sim state) "
+        "| receding_horizon | **25%** (1/4) | 5%-70% |" in md
     )
-    assert "| temporal_ensembling | **75%** (3/4)" in md
+    assert "| temporal_ensembling | **75%** (3/4) | 30%-95% |" in md
     assert "31 / 55" in md and "deadbee" in md
     assert (
         "| `abcdef012345` | heldout (3 episodes) | 90 | 0.0125 | 0.0200 | 0.0100 | 0.0300 |" in md
@@ -153,3 +154,18 @@ def test_chunk_plot_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         plot_chunks_vs_commands(chunks, times, commands[:, :1], [0, 10], ["a", "b"], path)
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    lo, hi = report.wilson_interval(49, 50)
+    assert lo == pytest.approx(0.8950, abs=5e-4) and hi == pytest.approx(0.9965, abs=5e-4)
+    assert report.wilson_interval(0, 10)[0] == 0.0
+    assert report.wilson_interval(10, 10)[1] == 1.0
+
+
+def test_observation_labels_privileged_state():
+    assert report.observation_label({"camera_names": ["cam_high"], "env_state_dim": 0}) == (
+        "cam_high + state")
+    assert report.observation_label({"camera_names": [], "env_state_dim": 7}) == (
+        "state + object pose (privileged sim state)")
+    assert "privileged" in report.observation_label({"camera_names": []})  # older files
