@@ -225,7 +225,8 @@ def side_by_side(frame: np.ndarray, cameras: list[str], size, crop_ratio: float)
 
     if VIDEO_CAMERA in cameras and size is not None:
         right = policy_view(frame, size, crop_ratio)
-        label = f"policy input {size[1]}x{size[0]}"
+        ch, cw = max(8, round(size[0] * crop_ratio)), max(8, round(size[1] * crop_ratio))
+        label = f"policy input: {cw}x{ch} crop of {size[1]}x{size[0]}"
     else:
         right = np.zeros_like(frame)
         label = "no camera: privileged sim state"
@@ -233,8 +234,9 @@ def side_by_side(frame: np.ndarray, cameras: list[str], size, crop_ratio: float)
     for x, text in ((6, f"scene ({VIDEO_CAMERA})"), (frame.shape[1] + 10, label)):
         cv2.putText(out, text, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1,
                     cv2.LINE_AA)
-    # H.264 needs even sizes.
-    return out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
+    # H.264 encoders work in 16-pixel blocks: pad with black instead of letting them rescale.
+    h, w = out.shape[:2]
+    return np.pad(out, ((0, -h % 16), (0, -w % 16), (0, 0)))
 
 
 def write_video(frames: list[np.ndarray], stamps: list[float], path: Path) -> float:

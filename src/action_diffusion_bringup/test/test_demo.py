@@ -114,3 +114,22 @@ def test_demo_with_a_checkpoint_drives_the_sim_through_the_policy_nodes(tmp_path
     assert summary["results"][0]["chunks"] > 0  # the policy acted during the episode
     log = (tmp_path / "demo_nodes.log").read_text()
     assert "[policy] " in log and "active: inference running" in log
+
+
+def test_video_frame_shows_the_scene_beside_what_the_policy_saw():
+    import numpy as np
+
+    from action_diffusion_policy.data.images import resize
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    out = demo.side_by_side(frame, ["cam_high"], (96, 128), 0.96)
+    assert out.shape[0] % 16 == 0 and out.shape[1] % 16 == 0
+    np.testing.assert_array_equal(out[20:, :320], frame[20:])  # the scene (below the label)
+    view = demo.policy_view(frame, (96, 128), 0.96)
+    small = resize(frame, (96, 128))[2:94, 2:125]  # the checkpoint's centre crop, 92x123
+    assert view.shape[0] == 240
+    assert abs(float(view.mean()) - float(small.mean())) < 1.0  # same pixels, scaled up
+    np.testing.assert_array_equal(out[30:, 324:324 + view.shape[1]], view[30:])
+    blind = demo.side_by_side(frame, [], None, 1.0)  # a privileged-state checkpoint
+    assert blind[30:, 324:644].max() == 0
