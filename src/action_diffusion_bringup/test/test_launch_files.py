@@ -31,6 +31,16 @@ def test_one_launch_file_per_bringup():
     assert sorted(LAUNCH_DIR.glob("*.launch.py")) == sorted(LAUNCH_FILES.values())
 
 
+def from_imports(tree: ast.AST) -> set[tuple[str, str]]:
+    """(module, name) of every ``from module import name`` in ``tree``."""
+    return {
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
 @pytest.mark.parametrize("bringup", d.bringup_names())
 def test_launch_file_compiles_and_reads_the_shared_description(bringup):
     """Each launch file is a few lines: its bringup's name handed to the one launch helper."""
@@ -39,12 +49,7 @@ def test_launch_file_compiles_and_reads_the_shared_description(bringup):
     compile(source, str(LAUNCH_FILES[bringup]), "exec")
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
-    imports = {
-        (node.module, alias.name)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+    imports = from_imports(tree)
     assert ("action_diffusion_bringup.launch_helper", "bringup_launch_description") in imports
     constants = [
         node.value.value
@@ -58,12 +63,7 @@ def test_launch_file_compiles_and_reads_the_shared_description(bringup):
 
 def test_the_launch_helper_builds_every_node_from_the_description():
     tree = ast.parse(Path(launch_helper.__file__).read_text())
-    imports = {
-        (node.module, alias.name)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+    imports = from_imports(tree)
     assert ("action_diffusion_bringup", "description") in imports
     assert ("launch_ros.actions", "Node") in imports
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]

@@ -16,7 +16,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
-from action_diffusion_policy.testing.node_process import start_node, stop_node
+from action_diffusion_policy.testing.node_process import start_node, stop_node, wait_until
 from unified_action_space import load_embodiment
 
 # The executor runs in its own process, as on a robot. Its rate is what it measures of its own
@@ -70,7 +70,7 @@ class Harness(Node):
         client = self.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=10.0), f"{name} not offered"
         future = client.call_async(request)
-        assert wait_for(future.done), f"{name} did not answer"
+        assert wait_until(future.done), f"{name} did not answer"
         return future.result()
 
 
@@ -103,13 +103,6 @@ def harness_factory(tmp_path):
         stop_node(proc)
 
 
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def chunk_msg(emb, stamp, values, horizon=64, seq=0):
@@ -123,7 +116,7 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     emb = load_embodiment("aloha_sim", kinematics=False)
     log = tmp_path / "executor.log"
     # Holds the measured state before any chunk (gripper 0.03 m comes back as 0.03 m).
-    started = wait_for(lambda: len(harness.received["left"]) > 10, timeout=30.0)
+    started = wait_until(lambda: len(harness.received["left"]) > 10, timeout=30.0)
     assert started, log.read_text()[-2000:]
     np.testing.assert_allclose(harness.received["left"][-1][1], HOME[:7], atol=1e-6)
 
@@ -139,7 +132,7 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     cmds = np.array([g[1] for g in got])
     # 50 Hz as the node measures its own ticks (its /diagnostics, a 5 s window); what arrived
     # here in 1.5 s never exceeds that, and a busy harness may only fall a little behind.
-    assert wait_for(lambda: "rate_hz" in harness.diagnostics, timeout=3.0)
+    assert wait_until(lambda: "rate_hz" in harness.diagnostics, timeout=3.0)
     assert 45.0 <= float(harness.diagnostics["rate_hz"]) <= 55.0, harness.diagnostics
     assert 0.6 * 75 <= len(got) <= 1.1 * 75, (len(got), log.read_text()[-2000:])
     assert t[-1] - t[0] > 1.2
@@ -156,20 +149,20 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     late = [(ts, c) for ts, c in harness.received["right"] if ts > stop + 0.35]
     assert len(late) > 10
     assert all(c == late[0][1] for _, c in late)
-    assert wait_for(lambda: harness.diagnostics.get("hold_reason") == "timeout", timeout=3.0)
+    assert wait_until(lambda: harness.diagnostics.get("hold_reason") == "timeout", timeout=3.0)
 
     # A NaN chunk is rejected and nothing non-finite is ever published.
     bad = chunk_msg(emb, harness.now(), target)
     bad.actions[5] = float("nan")
     harness.chunk_pub.publish(bad)
-    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_nonfinite") == "1", 3.0)
+    assert wait_until(lambda: harness.diagnostics.get("chunks_rejected_nonfinite") == "1", 3.0)
     all_cmds = np.array([c for _, c in harness.received["left"] + harness.received["right"]])
     assert np.isfinite(all_cmds).all()
 
     # A chunk stamped 30 s ahead of the executor's clock (clock skew) is refused and counted,
     # not kept to start moving the arms 30 s from now.
     harness.chunk_pub.publish(chunk_msg(emb, harness.now() + 30.0, target, seq=50))
-    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_future") == "1", 3.0)
+    assert wait_until(lambda: harness.diagnostics.get("chunks_rejected_future") == "1", 3.0)
 
     # Reset (new episode): the held far-away command is dropped; the executor restarts at the
     # measured arms (HOME) at once instead of walking back, and refuses a chunk observed
@@ -178,12 +171,12 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     assert harness.call(Trigger, "/action_executor/reset", Trigger.Request()).success
     mark = time.monotonic()
     harness.chunk_pub.publish(chunk_msg(emb, before_reset, target, seq=99))
-    assert wait_for(lambda: any(ts > mark for ts, _ in harness.received["right"]), 3.0)
+    assert wait_until(lambda: any(ts > mark for ts, _ in harness.received["right"]), 3.0)
     time.sleep(0.2)
     after = [c for ts, c in harness.received["right"] if ts > mark]
     np.testing.assert_allclose(after[0], HOME[:7], atol=1e-6)
     np.testing.assert_allclose(after[-1], HOME[:7], atol=1e-6)
-    assert wait_for(lambda: harness.diagnostics.get("chunks_rejected_before_reset") == "1", 3.0)
+    assert wait_until(lambda: harness.diagnostics.get("chunks_rejected_before_reset") == "1", 3.0)
 
     # Disabled: nothing is commanded.
     assert harness.call(SetBool, "/action_executor/enable", SetBool.Request(data=False)).success
@@ -209,7 +202,7 @@ def test_ticks_follow_simulated_time(harness_factory, tmp_path):
             cv.set_stamp(js.header.stamp, t)
             pub.publish(js)
 
-    subscribed = wait_for(
+    subscribed = wait_until(
         lambda: harness.count_subscribers("/clock") > 0
         and harness.count_subscribers("/follower_left/joint_states") > 0,
         timeout=30.0,

@@ -17,6 +17,7 @@ from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_msgs.srv import ResetEpisode, SetInstruction
 from action_diffusion_policy.nodes.policy_node import PolicyNode
 from action_diffusion_policy.runtime import conversions as cv
+from action_diffusion_policy.testing.node_process import wait_until
 from unified_action_space.conversions import seconds_to_ns, unified_state_to_msg
 
 pytestmark = pytest.mark.ros
@@ -188,75 +189,79 @@ def test_lifecycle_bad_input_and_services(tmp_path, embodiment, ros):
         probe.destroy_node()
 
 
+JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
+          "left_finger", "right_finger"]  # fmt: skip
+HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.03, -0.03]
+ARMS = ("left", "right")
+
+
+class JointStateProbe:
+    """A probe node that publishes the top camera and the arms' joint states (the driver
+    topics of state_source joint_states) and collects the policy's chunks; it and the policy
+    node spin on a 2-thread executor. Teardown stays in each test: one test checks its order."""
+
+    def __init__(self, node):
+        self.probe = Node("probe")
+        self.chunks = []
+        self.probe.create_subscription(ActionChunk, "/policy/action_chunk", self.chunks.append,
+                                       10)
+        self.image_pub = self.probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
+        self.js_pubs = {arm: self.probe.create_publisher(
+            JointState, f"/follower_{arm}/joint_states", 10) for arm in ARMS}
+        self.image = np.zeros((24, 32, 3), np.uint8)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(node)
+        self.executor.add_node(self.probe)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def publish(self, arms=ARMS) -> None:
+        """One image and the given arms' joint states, stamped now."""
+        now = self.probe.get_clock().now().nanoseconds * 1e-9
+        for arm in arms:
+            msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
+            cv.set_stamp(msg.header.stamp, now)
+            self.js_pubs[arm].publish(msg)
+        self.image_pub.publish(cv.rgb_to_image_msg(self.image, Image, now))
+
+    def publish_for(self, seconds: float, arms=ARMS, until=lambda: False) -> None:
+        """``publish`` at 50 Hz for ``seconds`` or until ``until()``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not until():
+            self.publish(arms)
+            time.sleep(0.02)
+
+
 def test_frozen_arm_stops_feeding_the_policy(tmp_path, embodiment, ros):
     """state_source joint_states: when one arm's driver stops, no state (so no chunk) is made
     from its last joint state once it is older than stale_timeout; it resumes with the arm."""
     slots = [int(s) for s in embodiment.action_slots]
     ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
     node = policy_node(ckpt, state_source="joint_states", stale_timeout=0.3, jit=False)
-    probe = Node("probe")
-    chunks = []
-    probe.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, 10)
-    image_pub = probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
-    js_pubs = {
-        arm: probe.create_publisher(JointState, f"/follower_{arm}/joint_states", 10)
-        for arm in ("left", "right")
-    }
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    image = np.zeros((24, 32, 3), np.uint8)
-
-    def publish(arms, seconds):
-        """Images and the given arms' joint states at 50 Hz for `seconds`."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            now = probe.get_clock().now().nanoseconds * 1e-9
-            for arm in arms:
-                msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
-                cv.set_stamp(msg.header.stamp, now)
-                js_pubs[arm].publish(msg)
-            image_pub.publish(cv.rgb_to_image_msg(image, Image, now))
-            time.sleep(0.02)
-
+    harness = JointStateProbe(node)
+    chunks = harness.chunks
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         time.sleep(0.5)  # discovery
-        publish(("left", "right"), 1.0)
+        harness.publish_for(1.0)
         assert wait_until(lambda: len(chunks) >= 2, 15.0), "no chunk with both arms fresh"
-        publish(("left",), 0.6)  # the right arm froze: stale after 0.3 s
+        harness.publish_for(0.6, ("left",))  # the right arm froze: stale after 0.3 s
         frozen = len(chunks)
         frozen_stamp = node.buffer.newest_stamps()["state"]
-        publish(("left",), 1.0)
+        harness.publish_for(1.0, ("left",))
         assert wait_until(lambda: node.counters["stale_state"] > 10, 5.0), node.counters
         assert node.buffer.newest_stamps()["state"] == frozen_stamp  # no state made since
         time.sleep(0.5)  # any inference still running ends
         assert len(chunks) <= frozen + 1, "the policy kept being fed from a frozen arm"
-        publish(("left", "right"), 1.0)  # the arm is back: fed again
+        harness.publish_for(1.0)  # the arm is back: fed again
         assert wait_until(lambda: len(chunks) > frozen + 1, 15.0)
         assert node.buffer.newest_stamps()["state"] > frozen_stamp
     finally:
-        executor.shutdown()
-        thread.join(timeout=5)
+        harness.executor.shutdown()
+        harness.thread.join(timeout=5)
         node.destroy_node()
-        probe.destroy_node()
-
-
-JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
-          "left_finger", "right_finger"]  # fmt: skip
-HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.03, -0.03]
-
-
-def wait_until(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+        harness.probe.destroy_node()
 
 
 def test_destroyed_while_inferring_logs_no_error(tmp_path, embodiment, capfd):
@@ -266,36 +271,18 @@ def test_destroyed_while_inferring_logs_no_error(tmp_path, embodiment, capfd):
     ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
     rclpy.init()
     node = policy_node(ckpt, state_source="joint_states", jit=False)
-    probe = Node("probe")
-    chunks = []
-    probe.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, 10)
-    image_pub = probe.create_publisher(Image, "/cameras/cam_high/image_raw", 10)
-    js_pubs = [probe.create_publisher(JointState, f"/follower_{a}/joint_states", 10)
-               for a in ("left", "right")]  # fmt: skip
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    image = np.zeros((24, 32, 3), np.uint8)
+    harness = JointStateProbe(node)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        end = time.monotonic() + 20
-        while time.monotonic() < end and len(chunks) < 10:  # inference keeps running
-            now = probe.get_clock().now().nanoseconds * 1e-9
-            for pub in js_pubs:
-                msg = JointState(name=JOINTS, position=HOME, velocity=[0.0] * 8)
-                cv.set_stamp(msg.header.stamp, now)
-                pub.publish(msg)
-            image_pub.publish(cv.rgb_to_image_msg(image, Image, now))
-            time.sleep(0.02)
-        assert len(chunks) >= 10
+        # inference keeps running while the node is destroyed
+        harness.publish_for(20.0, until=lambda: len(harness.chunks) >= 10)
+        assert len(harness.chunks) >= 10
     finally:
         node.destroy_node()  # active, mid-stream
-        executor.shutdown()
-        thread.join(timeout=5)
-        probe.destroy_node()
+        harness.executor.shutdown()
+        harness.thread.join(timeout=5)
+        harness.probe.destroy_node()
         rclpy.shutdown()
     time.sleep(0.3)
     err = capfd.readouterr().err

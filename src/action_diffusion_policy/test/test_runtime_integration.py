@@ -19,7 +19,7 @@ from std_msgs.msg import Float64MultiArray
 
 from action_diffusion_msgs.msg import ActionChunk
 from action_diffusion_policy.runtime import conversions as cv
-from action_diffusion_policy.testing.node_process import start_node, stop_node
+from action_diffusion_policy.testing.node_process import start_node, stop_node, wait_until
 
 # The executor's rate is what it measures of its own ticks (/diagnostics). Counted at the
 # stand-in, which also publishes ~55 MB/s of images from Python, it is the stand-in's
@@ -105,13 +105,6 @@ class RobotStandIn(Node):
         self.chunks.append((self.get_clock().now().nanoseconds * 1e-9, cv.chunk_from_msg(msg)))
 
 
-def wait_for(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_cameras_to_commands_over_dds(tmp_path):
@@ -139,7 +132,7 @@ def test_cameras_to_commands_over_dds(tmp_path):
     thread = threading.Thread(target=spinner.spin, daemon=True)
     thread.start()
     try:
-        ok = wait_for(lambda: len(robot.chunks) >= 5 or policy.poll() is not None, timeout=60)
+        ok = wait_until(lambda: len(robot.chunks) >= 5 or policy.poll() is not None, timeout=60)
         ok = ok and policy.poll() is None
         assert ok, "no chunks:\n" + (tmp_path / "policy.log").read_text()[-3000:]
         for received_at, chunk in robot.chunks:
@@ -173,7 +166,7 @@ def test_cameras_to_commands_over_dds(tmp_path):
         future = client.call_async(
             ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
         )
-        assert wait_for(future.done, 10) and future.result().success
+        assert wait_until(future.done, 10) and future.result().success
         n_chunks = len(robot.chunks)
         time.sleep(1.2)
         assert len(robot.chunks) <= n_chunks + 1  # one may have been in flight
