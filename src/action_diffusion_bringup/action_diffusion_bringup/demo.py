@@ -209,10 +209,11 @@ def policy_view(frame: np.ndarray, size: tuple[int, int] | None, crop_ratio: flo
     import cv2
 
     from action_diffusion_policy.data.images import resize
+    from action_diffusion_policy.policy import crop_size
 
     small = resize(frame, size)
     h, w = small.shape[:2]
-    ch, cw = max(8, round(h * crop_ratio)), max(8, round(w * crop_ratio))
+    ch, cw = crop_size((h, w), crop_ratio)
     top, left = (h - ch) // 2, (w - cw) // 2
     small = small[top: top + ch, left: left + cw]
     scale = frame.shape[0] / ch
@@ -225,7 +226,9 @@ def side_by_side(frame: np.ndarray, cameras: list[str], size, crop_ratio: float)
 
     if VIDEO_CAMERA in cameras and size is not None:
         right = policy_view(frame, size, crop_ratio)
-        ch, cw = max(8, round(size[0] * crop_ratio)), max(8, round(size[1] * crop_ratio))
+        from action_diffusion_policy.policy import crop_size
+
+        ch, cw = crop_size(size, crop_ratio)
         label = f"policy input: {cw}x{ch} crop of {size[1]}x{size[0]}"
     else:
         right = np.zeros_like(frame)

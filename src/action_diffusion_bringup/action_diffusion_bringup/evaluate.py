@@ -25,7 +25,7 @@ import numpy as np
 
 from action_diffusion_bringup import description
 from action_diffusion_bringup.description import BringupError
-from action_diffusion_bringup.report import write_atomic
+from action_diffusion_bringup.report import observation_label, write_atomic
 from action_diffusion_bringup.run import BringupRunner, claim_private_domain
 from action_diffusion_bringup.sim_client import (
     EPISODE_STEPS,
@@ -65,14 +65,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def observation(cameras: list[str], env_state_dim: int) -> str:
-    """What a policy reads, as README and results/ label it."""
-    parts = [*cameras, "state"]
-    if env_state_dim:
-        parts.append("object pose (privileged sim state)")
-    return " + ".join(parts)
-
-
 def policy_summary(checkpoint: Path) -> dict:
     """What the report says about the policy, read from the checkpoint's config.json."""
     from action_diffusion_policy.checkpoint import read_checkpoint_config
@@ -84,7 +76,8 @@ def policy_summary(checkpoint: Path) -> dict:
         "checkpoint": str(checkpoint),
         "checkpoint_id": str(config["checkpoint_id"]),
         "name": f"{model['backbone']}+{model['head']}",
-        "observation": observation(cameras, int(model.get("env_state_dim") or 0)),
+        "observation": observation_label(
+            {"camera_names": cameras, "env_state_dim": int(model.get("env_state_dim") or 0)}),
         "camera_names": cameras,
         "env_state_dim": int(model.get("env_state_dim") or 0),
         "sampler": model.get("sampler"),

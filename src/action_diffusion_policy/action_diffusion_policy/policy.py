@@ -55,11 +55,14 @@ class _TracedStep(nn.Module):
         return self.backbone(x, t, tree_unflatten(leaves, self.spec))
 
 
+def crop_size(image_size: tuple[int, int], crop_ratio: float) -> tuple[int, int]:
+    """(H, W) of the policy's crop of an ``image_size`` frame (centred at inference)."""
+    h, w = image_size
+    return max(8, round(h * crop_ratio)), max(8, round(w * crop_ratio))
+
+
 def _crop_size(cfg: PolicyConfig) -> tuple[int, int] | None:
-    if cfg.image_size is None:
-        return None
-    h, w = cfg.image_size
-    return max(8, round(h * cfg.crop_ratio)), max(8, round(w * cfg.crop_ratio))
+    return None if cfg.image_size is None else crop_size(cfg.image_size, cfg.crop_ratio)
 
 
 class ActionChunkPolicy(nn.Module):

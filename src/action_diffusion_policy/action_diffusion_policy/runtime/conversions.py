@@ -2,7 +2,8 @@
 
 Stamps, JointState and UnifiedState are converted in ``unified_action_space.conversions`` (the
 one module for those messages); ``stamp_to_seconds`` and ``set_stamp`` are imported from there.
-Imports message classes and cv_bridge only (no rclpy), so it is tested with plain pytest.
+Imports message classes only (no rclpy), so it is tested with plain pytest. Images are decoded
+by ``data.images``, the dataset builder's decoder.
 """
 
 from __future__ import annotations
@@ -22,24 +23,12 @@ from unified_action_space.embodiment import (
     JOINT_TRAJECTORY,
 )
 
-# 8-bit colour encodings cv_bridge converts to rgb8 correctly (its 16-bit table is wrong).
+# 8-bit colour encodings a frame may arrive in (16-bit depth images are not camera frames here).
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
 class ImageError(ValueError):
     """An image message that cannot be turned into an RGB frame."""
-
-
-_bridge = None
-
-
-def _cv_bridge():
-    global _bridge
-    if _bridge is None:
-        from cv_bridge import CvBridge
-
-        _bridge = CvBridge()
-    return _bridge
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -62,26 +51,15 @@ def check_image_msg(msg) -> None:
 
 
 def image_msg_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB.
-
-    Raw images are decoded with numpy: the installed cv_bridge port maps ``rgb8`` to 9 channels
-    and ignores row padding (``step``). Compressed ones go through cv_bridge (cv2.imdecode).
-    """
+    """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB, by the dataset builder's
+    decoder (``data.images``); raises ImageError."""
     check_image_msg(msg)
-    if hasattr(msg, "format"):
-        try:
-            return np.ascontiguousarray(_cv_bridge().compressed_imgmsg_to_cv2(msg, "rgb8"))
-        except Exception as exc:  # cv_bridge raises its own error types and cv2.error
-            raise ImageError(f"cannot decode {msg.format!r} compressed image: {exc}") from exc
-    channels = {"mono8": 1, "rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}[msg.encoding]
-    rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
-    image = rows.reshape(msg.height, msg.step)[:, : msg.width * channels]
-    image = image.reshape(msg.height, msg.width, channels)
-    if msg.encoding == "mono8":
-        return np.repeat(image, 3, axis=2)
-    if msg.encoding.startswith("bgr"):
-        return np.ascontiguousarray(image[..., 2::-1])
-    return np.ascontiguousarray(image[..., :3])
+    msgtype = "sensor_msgs/msg/CompressedImage" if hasattr(msg, "format") else (
+        "sensor_msgs/msg/Image")
+    try:
+        return images.decode(msg, msgtype, None)
+    except images.ImageDecodeError as exc:
+        raise ImageError(str(exc)) from exc
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -45,7 +45,7 @@ from action_diffusion_policy.hardware import (
     resolve_precision,
 )
 from action_diffusion_policy.policy import ActionChunkPolicy
-from unified_action_space.layout import SLOT_NAMES
+from unified_action_space.layout import GROUPS
 
 LOG_FIELDS = ["step", "epoch", "lr", "train_loss", "val_loss", "samples_per_s", "elapsed_s"]
 
@@ -124,7 +124,7 @@ def policy_config_for_dataset(policy_raw: dict, reader: DatasetReader) -> Policy
             raise ConfigError(f"policy.state_slots={selection!r} is not allowed; expected a "
                               f"list of slot indices or one of {STATE_SELECTIONS}")
         d["state_slots"] = (recorded if selection == "all"
-                            else [s for s in recorded if _is_joint_position(SLOT_NAMES[s])])
+                            else [s for s in recorded if s in JOINT_POSITION_SLOTS])
     d.setdefault("action_slots", list(meta.action_slots))
     d.setdefault("env_state_dim", meta.env_state_dim)
     d.setdefault("control_frequency", meta.control_frequency)
@@ -149,8 +149,9 @@ def policy_config_for_dataset(policy_raw: dict, reader: DatasetReader) -> Policy
 STATE_SELECTIONS = ("all", "joint_positions")
 
 
-def _is_joint_position(name: str) -> bool:
-    return (name.endswith("_pos") and "_joint_" in name) or name.endswith("_gripper_open")
+# The layout's own joint-position groups (arm joints and gripper joints, opening included).
+JOINT_POSITION_SLOTS = frozenset(
+    s for name, slots in GROUPS.items() if name.endswith("_joint_pos") for s in slots)
 
 
 def lr_lambda(warmup: int, total: int):
