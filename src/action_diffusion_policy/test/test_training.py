@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from action_diffusion_policy.checkpoint import load_policy
 from action_diffusion_policy.config import ConfigError
 from action_diffusion_policy.data.dataset import ChunkDataset, split_episodes
 from action_diffusion_policy.data.synthetic import write_bimodal_dataset, write_reach_dataset
-from action_diffusion_policy.training.train import lr_lambda, main
+from action_diffusion_policy.training.train import load_config, lr_lambda, main
 from action_diffusion_policy.types import Observation
 
 torch.set_num_threads(1)
@@ -108,6 +109,31 @@ def test_config_errors_name_the_key(bimodal, tmp_path):
     bad.write_text(yaml.safe_dump({"policy": {"camera_names": ["top"], "image_size": [8, 8]}}))
     with pytest.raises(ConfigError, match=r"camera_names \['top'\]"):
         main(["--config", str(bad), "--dataset", str(bimodal), "--output", str(tmp_path / "r")])
+
+
+def test_recipe_base_merges_sections_and_names_bad_bases(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(
+        {"policy": {"backbone": "dit", "horizon": 16}, "train": {"steps": 7, "lr": 0.1}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(
+        {"base": "a.yaml", "policy": {"horizon": 8}, "train": {"steps": 9}}))
+    policy, train = load_config(tmp_path / "b.yaml")
+    assert policy == {"backbone": "dit", "horizon": 8}
+    assert (train.steps, train.lr) == (9, 0.1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"base": "missing.yaml"}))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: no such recipe \(the 'base' of"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"base": "d.yaml"}))
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "d.yaml")
+
+
+
+def test_insertion_camera_recipe_is_the_transfer_recipe_with_more_steps():
+    configs = Path(__file__).resolve().parents[1] / "config"
+    cube_policy, cube_train = load_config(configs / "e2e_visuomotor_dit_flow.yaml")
+    policy, train = load_config(configs / "e2e_visuomotor_dit_flow_insertion.yaml")
+    assert policy == cube_policy and policy["env_state_dim"] == 0
+    assert train.steps > cube_train.steps and train.batch_size == cube_train.batch_size
 
 
 @pytest.mark.slow

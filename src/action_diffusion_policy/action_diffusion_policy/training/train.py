@@ -92,17 +92,46 @@ class TrainConfig:
             raise ConfigError("train.warmup_steps, num_workers and grad_clip must be >= 0")
 
 
+def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One YAML recipe with its ``base:`` recipes merged under it (section by section)."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself "
+                          f"({' -> '.join(p.name for p in (*chain, path))})")
+    if not path.is_file():
+        where = f" (the 'base' of {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: no such recipe{where}")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'policy' and 'train' sections")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_recipe(path.parent / base, (*chain, path))
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
 def load_config(path_or_dict: str | os.PathLike | dict) -> tuple[dict, TrainConfig]:
-    """YAML file or dict -> (policy section dict, TrainConfig)."""
+    """YAML file or dict -> (policy section dict, TrainConfig).
+
+    A file may name ``base: other.yaml`` (relative to itself): its sections are the base's with
+    this file's keys on top, so a variant recipe states only what differs.
+    """
     if isinstance(path_or_dict, dict):
         raw, where = path_or_dict, "config"
     else:
         where = str(path_or_dict)
-        with open(path_or_dict) as f:
-            raw = yaml.safe_load(f) or {}
+        raw = _read_recipe(Path(path_or_dict))
     unknown = sorted(set(raw) - {"policy", "train"})
     if unknown:
-        raise ConfigError(f"{where}: unknown top-level keys {unknown}; allowed: policy, train")
+        raise ConfigError(f"{where}: unknown top-level keys {unknown}; allowed: "
+                          "base, policy, train")
     train_raw = raw.get("train") or {}
     known = {f.name for f in fields(TrainConfig)}
     bad = sorted(set(train_raw) - known)
