@@ -250,9 +250,7 @@ def test_frozen_arm_stops_feeding_the_policy(tmp_path, embodiment, ros):
         frozen = len(chunks)
         frozen_stamp = node.buffer.newest_stamps()["state"]
         harness.publish_for(1.0, ("left",))
-        # Any stale count proves the check fired; how many depends on how often a loaded CI
-        # machine runs the callbacks (one CI run saw <= 10 in 5 s).
-        assert wait_until(lambda: node.counters["stale_state"] > 0, 5.0), node.counters
+        assert wait_until(lambda: node.counters["stale_state"] > 10, 5.0), node.counters
         assert node.buffer.newest_stamps()["state"] == frozen_stamp  # no state made since
         time.sleep(0.5)  # any inference still running ends
         assert len(chunks) <= frozen + 1, "the policy kept being fed from a frozen arm"
