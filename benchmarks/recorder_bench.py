@@ -9,6 +9,13 @@ recording through the node's services and compares what was published with what 
 
 Prints JSON: published and recorded counts per topic, lost messages, achieved publish rates,
 recorder CPU use, bag size and write throughput. The bag is deleted unless --keep.
+
+    python benchmarks/recorder_bench.py --writer-only [--duration 20]
+
+The writer alone, no DDS: ``BagRecorder`` fed the same message mix (2 x 30 Hz VGA rgb8 + 2 x
+50 Hz joint states) as fast as it takes it, once with the crash-safe defaults (a chunk flushed
+and fsynced every second) and once without flushing. Prints the write throughput, the headroom
+(recorded seconds per wall second: > 1 keeps up) and the cost of the flushes, all from one run.
 """
 
 from __future__ import annotations
@@ -124,9 +131,63 @@ def call(node, srv_type, name, request, timeout=60.0):
     return fut.result()
 
 
+def writer_only(seconds: float, storage: str, keep: bool) -> dict:
+    """Recorded seconds per wall second of BagRecorder at the bench's message mix."""
+    import numpy as np
+
+    from action_diffusion_policy.data.bags import BagRecorder, EpisodeMetadata, typestore
+
+    store = typestore()
+    T = store.types
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0),
+                                      frame_id="cam")
+    image = bytes(store.serialize_cdr(T["sensor_msgs/msg/Image"](
+        header=header, height=480, width=640, encoding="rgb8", is_bigendian=0, step=640 * 3,
+        data=np.random.default_rng(0).integers(0, 256, 480 * 640 * 3, dtype=np.uint8)),
+        "sensor_msgs/msg/Image"))
+    joint = bytes(store.serialize_cdr(T["sensor_msgs/msg/JointState"](
+        header=header, name=[f"j{i}" for i in range(8)], position=np.zeros(8),
+        velocity=np.zeros(8), effort=np.zeros(8)), "sensor_msgs/msg/JointState"))
+    events = sorted([(int(k * 1e9 / 30), c, image) for c in CAMS
+                     for k in range(int(seconds * 30))]
+                    + [(int(k * 1e9 / 50), j, joint) for j in JOINTS
+                       for k in range(int(seconds * 50))])  # fmt: skip
+    payload = sum(len(e[2]) for e in events)
+    rows = {}
+    for label, flush, fsync in (("crash_safe_default", 1.0, True), ("no_flush", 1e9, False)):
+        work = Path(tempfile.mkdtemp(prefix="writer_bench_"))
+        t0 = time.perf_counter()
+        rec = BagRecorder(work / "bag", topic_specs(False), storage, flush_interval_s=flush,
+                          fsync=fsync)  # fmt: skip
+        for stamp, topic, data in events:
+            rec.put(topic, stamp, data)
+        stats = rec.stop(EpisodeMetadata())
+        wall = time.perf_counter() - t0
+        rows[label] = {
+            "wall_s": round(wall, 3),
+            "mb_per_s": round(payload / wall / 1e6, 1),
+            "headroom": round(seconds / wall, 2),
+            "lost": stats.lost,
+        }
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return {
+        "mode": "writer_only",
+        "recorded_s": seconds,
+        "messages": len(events),
+        "payload_mb": round(payload / 1e6, 1),
+        "needed_mb_per_s": round(payload / seconds / 1e6, 1),
+        "storage": storage,
+        "rows": rows,
+        "flush_cost": round(rows["crash_safe_default"]["wall_s"] / rows["no_flush"]["wall_s"], 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=300.0)
+    ap.add_argument("--writer-only", action="store_true",
+                    help="BagRecorder alone, no DDS: throughput headroom and the cost of flushing")
     ap.add_argument("--compressed", action="store_true")
     ap.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     ap.add_argument("--keep", action="store_true")
@@ -141,6 +202,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.role == "publisher":
         run_publisher(args)
+        return
+    if args.writer_only:
+        print(json.dumps(writer_only(args.duration, args.storage, args.keep), indent=1))
         return
 
     if args.large_data:

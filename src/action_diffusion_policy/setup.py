@@ -32,6 +32,7 @@ setup(
             "bag_player = action_diffusion_policy.nodes.bag_player:main",
             "train = action_diffusion_policy.training.train:main",
             "build_dataset = action_diffusion_policy.data.build_dataset:main",
+            "repair_bag = action_diffusion_policy.data.repair_bag:main",
             "lerobot_convert = action_diffusion_policy.data.lerobot:main",
             "evaluate_offline = action_diffusion_policy.evaluation.offline:main",
         ],

@@ -98,6 +98,43 @@ def test_builder_drops_stale_ticks_and_splits_the_episode(tmp_path):
     assert ds.num_episodes == 2 and per["segments"] == 2
     assert ds.meta.episodes[1].source == "gap#1"
     assert ds.num_frames == per["ticks"] - 20
+    assert per["stale_s"] == {f"/follower_{arm}/{topic}": 0.4 for arm in ("left", "right")
+                              for topic in ("joint_states", "commands/joint_positions")}
+    assert report["stale_s"] == per["stale_s"]
+    # --on-gap skip: the episode with the hole is left out, and the report says why.
+    with pytest.raises(BagError, match="no frame survived") as e:
+        build_dataset(bags=[bag], output=tmp_path / "ds2", on_gap="skip", progress=False)
+    assert "stale for 0.40 s" in str(e.value)
+
+
+def test_unclosed_recordings_are_named_or_repaired(bag, tmp_path, capsys):
+    """A killed recorder's bag (complete chunks, a torn one, no metadata.yaml) among good ones:
+    an error that names it and the fix; --repair recovers it beside the original."""
+    whole = write_synthetic_bag(tmp_path / "whole", _stamps(0, 4, 50), _stamps(0, 4, 50),
+                                _stamps(0, 4, 30), None, image_size=(120, 160))  # ~7 chunks
+    data = (whole / "whole.mcap").read_bytes()
+    killed = bag.parent / "ep1"
+    killed.mkdir()
+    (killed / "ep1.mcap").write_bytes(data[: int(len(data) * 0.75)])
+    out = tmp_path / "ds"
+    with pytest.raises(BagError, match=r"ep1: an unclosed recording.*repair_bag .*ep1.*--repair"):
+        build_dataset(bags=[bag.parent], output=out, image_size=(24, 32), progress=False)
+    assert main([str(bag.parent), "-o", str(out), "--image-size", "24", "32", "--no-env-state",
+                 "--no-progress"]) == 2
+    assert not out.exists()
+
+    report = build_dataset(bags=[bag.parent], output=out, image_size=(24, 32), repair=True,
+                           env_state=False, progress=False)
+    assert sorted(p.name for p in bag.parent.iterdir()) == ["ep0", "ep1", "ep1.repaired"]
+    assert not (killed / "metadata.yaml").exists()  # the original is untouched
+    assert (killed / "ep1.mcap").read_bytes() == data[: int(len(data) * 0.75)]
+    per = {r["bag"]: r for r in report["per_bag"]}
+    recovered = per[str(bag.parent / "ep1.repaired")]["frames"]
+    assert 0.5 * 200 < recovered < 200  # a prefix of the 4 s at 50 Hz
+    # The repaired copy is found next time without --repair, and not read twice.
+    again = build_dataset(bags=[bag.parent], output=out, image_size=(24, 32), env_state=False,
+                          force=True, progress=False)
+    assert again["bags"] == 2 and again["frames"] == report["frames"]
 
 
 def test_next_state_action(bag, tmp_path):

@@ -19,6 +19,14 @@ and the summary's) when it closes a bag (:func:`write_mcap_crcs`), and :func:`op
 every CRC a file carries before reading it (:func:`verify_mcap_crcs`), raising
 :class:`BagIntegrityError` naming the bag, the chunk and its byte offset. A CRC of zero means
 "not computed" in MCAP, so bags from other writers still read as before.
+
+Crash safety: :class:`BagRecorder` closes the pending MCAP chunk and flushes it to the OS (and
+to disk, ``fsync``) every ``flush_interval_s`` seconds, and writes ``episode.json`` with the
+topics and types as soon as the bag opens. A recorder killed mid-episode therefore loses at most
+the last ``flush_interval_s`` seconds plus its writer backlog; :mod:`.repair_bag` rebuilds a
+readable bag from the complete chunks. A free-space guard (``min_free_bytes``) ends an episode
+cleanly before the disk fills, and per-topic gaps (a camera that stops) are kept in
+``episode.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +60,27 @@ class BagError(RuntimeError):
 
 class BagIntegrityError(BagError):
     """A storage file's bytes do not match a CRC written with them: the bag is corrupt."""
+
+
+class DiskFullError(BagError):
+    """The bag's filesystem has (or had) less free space than the recorder needs."""
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding ``path`` (or its
+    nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize
+
+
+def disk_full_text(path: str | os.PathLike, free: int, needed: int) -> str:
+    return (
+        f"disk full: {path} has {free / 2**20:.1f} MiB free, the recorder keeps "
+        f"{needed / 2**20:.1f} MiB in reserve (parameter min_free_mb); free some space"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,14 +208,32 @@ def update_episode_success(bag: str | os.PathLike, success: bool) -> None:
         os.replace(tmp, yaml_path)
 
 
-def _write_sidecar(bag: Path, meta: EpisodeMetadata, counts: Mapping[str, int] | None) -> None:
-    record = asdict(meta)
-    old = bag / EPISODE_FILE
-    if counts is None and old.is_file():
-        with contextlib.suppress(Exception):
-            counts = json.loads(old.read_text()).get("message_counts")
+def read_episode_record(bag: str | os.PathLike) -> dict:
+    """The raw ``episode.json`` of a bag (metadata plus the recorder's keys: ``topics``,
+    ``closed``, ``message_counts``, ``gaps``, ``stopped_by``); {} when there is none."""
+    side = Path(bag) / EPISODE_FILE
+    if not side.is_file():
+        return {}
+    try:
+        record = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise BagError(f"{side}: not a valid episode record ({exc})") from exc
+    return record if isinstance(record, dict) else {}
+
+
+def _write_sidecar(
+    bag: Path, meta: EpisodeMetadata, counts: Mapping[str, int] | None, **recorder_keys
+) -> None:
+    """Write ``episode.json`` atomically: ``meta``, the counts, and recorder keys (``topics``,
+    ``closed``, ``gaps``, ...); keys not given keep their previous value."""
+    previous = {}
+    with contextlib.suppress(BagError):  # a damaged old record is replaced, not kept
+        previous = read_episode_record(bag)
+    record = {k: v for k, v in previous.items() if k not in EpisodeMetadata.__dataclass_fields__}
+    record.update(asdict(meta))
     if counts is not None:
         record["message_counts"] = dict(counts)
+    record.update(recorder_keys)
     tmp = bag / f"{EPISODE_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
     os.replace(tmp, bag / EPISODE_FILE)
@@ -237,10 +284,40 @@ class RecordingStats:
     max_queue: int
     bytes_written: int
     duration_s: float
+    gaps: dict[str, list[list[float]]] = field(default_factory=dict)
+    stopped_by: str = ""  # "" (stop()), or "disk_full"
 
     @property
     def lost(self) -> int:
         return sum(self.received.values()) - sum(self.written.values())
+
+
+class _GapTracker:
+    """Per-topic spans (bag time, s) longer than ``gap_s`` without a message: a camera or a
+    driver that stopped mid-episode. Cheap enough for ``put()``: one dict lookup per message."""
+
+    def __init__(self, topics, gap_s: float):
+        self.gap_ns = int(gap_s * 1e9)
+        self.last: dict[str, int] = {}
+        self.gaps: dict[str, list[list[float]]] = {t: [] for t in topics}
+
+    def add(self, topic: str, stamp_ns: int) -> None:
+        last = self.last.get(topic)
+        if last is not None and stamp_ns - last > self.gap_ns:
+            self.gaps[topic].append([last / 1e9, stamp_ns / 1e9])
+        if last is None or stamp_ns > last:
+            self.last[topic] = stamp_ns
+
+    def result(self) -> dict[str, list[list[float]]]:
+        """Gaps per topic, including one still open at the end (a topic that never came back;
+        the end is the newest stamp of any topic)."""
+        out = {t: list(g) for t, g in self.gaps.items() if g}
+        if self.last:
+            end = max(self.last.values())
+            for topic, last in self.last.items():
+                if end - last > self.gap_ns:
+                    out.setdefault(topic, []).append([last / 1e9, end / 1e9])
+        return out
 
 
 class BagRecorder:
@@ -250,6 +327,13 @@ class BagRecorder:
     disk; the writer thread drains it. The bag is opened, written and closed by that one thread
     (sqlite3 connections must stay in the thread that made them). ``stop()`` drains everything,
     writes metadata and returns counts, so "nothing lost" is checkable: ``stats.lost == 0``.
+
+    What a crash can lose (MCAP): every ``flush_interval_s`` the writer closes the pending chunk
+    and flushes it (``fsync``: to the disk, so a power cut is covered too). A SIGKILL then loses
+    at most the messages of the last ``flush_interval_s`` seconds plus those still queued.
+    ``episode.json`` (``closed: false``, the topics and their types) is written when the bag
+    opens. Before each flush the writer checks the free space: below ``min_free_bytes`` it stops
+    writing, closes the bag cleanly (what it wrote is kept) and sets :attr:`disk_full`.
     """
 
     def __init__(
@@ -257,15 +341,28 @@ class BagRecorder:
         path: str | os.PathLike,
         topics: Mapping[str, str],
         storage: str = "mcap",
+        metadata: EpisodeMetadata | None = None,
+        flush_interval_s: float = 1.0,
+        fsync: bool = True,
+        min_free_bytes: int = 0,
+        gap_s: float = 0.5,
     ):
         if storage not in STORAGES:
             raise BagError(f"storage {storage!r} is not one of {sorted(STORAGES)}")
         if not topics:
             raise BagError("no topics to record")
+        if not flush_interval_s > 0:
+            raise BagError(f"flush_interval_s={flush_interval_s!r}: must be > 0 s")
+        if not gap_s > 0:
+            raise BagError(f"gap_s={gap_s!r}: must be > 0 s")
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path} already exists; pick another bag name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.min_free_bytes = int(min_free_bytes)
+        free = free_bytes(self.path.parent)
+        if free < self.min_free_bytes:
+            raise DiskFullError(disk_full_text(self.path.parent, free, self.min_free_bytes))
         store = typestore()
         self._types = {}
         for topic, msgtype in topics.items():
@@ -276,13 +373,18 @@ class BagRecorder:
                 )
             self._types[topic] = msgtype
         self._storage = STORAGES[storage]
+        self.flush_interval_s = float(flush_interval_s)
+        self.fsync = bool(fsync)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.received = dict.fromkeys(self._types, 0)
         self.written = dict.fromkeys(self._types, 0)
+        self._gaps = _GapTracker(self._types, gap_s)
         self._bytes = 0
         self._max_queue = 0
         self._error: BaseException | None = None
+        self.disk_full: str = ""  # the log line, once the free-space guard stopped the bag
         self._metadata: EpisodeMetadata | None = None
+        self._early_metadata = metadata or EpisodeMetadata()
         self._ready = threading.Event()
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"bag-writer:{self.path.name}")
@@ -302,10 +404,23 @@ class BagRecorder:
         if topic not in self._types:
             raise BagError(f"topic {topic} is not recorded in {self.path}")
         self.received[topic] += 1
+        self._gaps.add(topic, int(timestamp_ns))
         self._queue.put((topic, int(timestamp_ns), data))
 
     def backlog(self) -> int:
         return self._queue.qsize()
+
+    def _flush(self, writer: Writer) -> None:
+        """Close the pending MCAP chunk and push it to the OS (and the disk): from here on a
+        crash cannot lose it. sqlite3 commits on its own."""
+        storage = writer.storage
+        chunk = getattr(storage, "chunk", None)
+        if chunk is None or not chunk.msgs:
+            return
+        storage.close_chunk()
+        storage.bio.flush()
+        if self.fsync:
+            os.fsync(storage.bio.fileno())
 
     def _run(self) -> None:
         try:
@@ -314,6 +429,8 @@ class BagRecorder:
             store = typestore()
             conns = {t: writer.add_connection(t, ty, typestore=store)
                      for t, ty in self._types.items()}
+            _write_sidecar(self.path, self._early_metadata, None, topics=dict(self._types),
+                           closed=False)  # fmt: skip
         except BaseException as exc:
             self._error = exc
             with contextlib.suppress(Exception):
@@ -321,15 +438,30 @@ class BagRecorder:
             self._ready.set()
             return
         self._ready.set()
+        next_flush = time.monotonic() + self.flush_interval_s
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = ()
             if item is None:
                 break
+            if time.monotonic() >= next_flush and self._error is None and not self.disk_full:
+                next_flush = time.monotonic() + self.flush_interval_s
+                try:
+                    self._flush(writer)
+                    free = free_bytes(self.path)
+                    if free < self.min_free_bytes:
+                        self.disk_full = disk_full_text(self.path, free, self.min_free_bytes)
+                except BaseException as exc:  # disk full, ...: surfaced by stop()
+                    self._error = exc
+            if not item:
+                continue
             qsize = self._queue.qsize()
             if qsize > self._max_queue:
                 self._max_queue = qsize
-            if self._error is not None:
-                continue  # keep draining so stop() returns; the error is raised there
+            if self._error is not None or self.disk_full:
+                continue  # keep draining so stop() returns; counted as lost
             topic, stamp, data = item
             try:
                 writer.write(conns[topic], stamp, data)
@@ -340,7 +472,7 @@ class BagRecorder:
             self._bytes += len(data)
         try:
             if self._error is not None:
-                writer.abort()
+                writer.abort()  # the complete chunks stay readable: see repair_bag
                 return
             for key, value in self._metadata.to_custom_data().items():
                 writer.set_custom_data(key, value)
@@ -350,13 +482,26 @@ class BagRecorder:
             self._error = exc
 
     def stop(self, metadata: EpisodeMetadata) -> RecordingStats:
-        """Drain the queue, close the bag with ``metadata`` and return the counts."""
+        """Drain the queue, close the bag with ``metadata`` and return the counts.
+
+        After the free-space guard tripped the bag is still closed and kept (``stopped_by:
+        disk_full`` in the stats and in episode.json). A write error (e.g. ENOSPC outside the
+        guard) raises BagError, naming the bag, the free space, and how to recover the rest.
+        """
         self._metadata = metadata
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
-            raise BagError(f"{self.path}: writing failed: {self._error}") from self._error
-        _write_sidecar(self.path, metadata, self.written)
+            free = free_bytes(self.path.parent)
+            raise BagError(
+                f"{self.path}: writing failed: {self._error} ({free / 2**20:.1f} MiB free); the "
+                "chunks written so far can be recovered with "
+                f"`python -m action_diffusion_policy.data.repair_bag {self.path}`"
+            ) from self._error
+        gaps = self._gaps.result()
+        stopped_by = "disk_full" if self.disk_full else ""
+        _write_sidecar(self.path, metadata, self.written, topics=dict(self._types), closed=True,
+                       gaps=gaps, stopped_by=stopped_by)  # fmt: skip
         return RecordingStats(
             str(self.path),
             dict(self.received),
@@ -364,6 +509,8 @@ class BagRecorder:
             self._max_queue,
             self._bytes,
             time.monotonic() - self._t0,
+            gaps,
+            stopped_by,
         )
 
 
@@ -384,7 +531,9 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         raise BagError(
             f"{path}: no metadata.yaml; the recording was not closed (crashed recorder?). "
-            "Reindex it with `ros2 bag reindex` or drop it"
+            "Recover its complete chunks with "
+            f"`python -m action_diffusion_policy.data.repair_bag {path}` (or build_dataset "
+            "--repair)"
         )
     verify_bag_crcs(path)
     try:

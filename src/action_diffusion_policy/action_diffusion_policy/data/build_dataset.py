@@ -2,9 +2,18 @@
 
     build_dataset BAG_OR_DIR [...] -o OUT [--embodiment NAME] [--action-source command|next_state]
         [--image-size H W] [--cameras NAME ...] [--max-staleness S] [--time-source header|log]
-        [--frequency HZ] [--no-env-state] [--only-success] [--force]
+        [--frequency HZ] [--no-env-state] [--only-success] [--on-gap split|skip] [--repair]
+        [--force]
 
-A directory that is not itself a bag is searched one level deep for bags (sorted by name).
+A directory that is not itself a bag is searched one level deep for bags (sorted by name). An
+unclosed recording (an ``.mcap`` without ``metadata.yaml``: a killed recorder) is an error that
+says how to recover it, unless its repaired copy ``NAME.repaired`` is there (then that is used)
+or ``--repair`` is given (then :mod:`.repair_bag` makes that copy first).
+
+Gaps: a tick whose input is older than ``--max-staleness`` (a camera that died) is never filled
+with the frozen frame. ``--on-gap split`` (default) drops those ticks and splits the episode
+around them; ``--on-gap skip`` drops every episode that has such a gap. The report gives the
+stale span per topic in seconds (``stale_s``) and the gaps the recorder saw (``recorded_gaps``).
 
 Resampling rule (see :mod:`action_diffusion_policy.data.resample`): the control clock ticks at
 the embodiment's control frequency from the first instant every input has a sample to the last
@@ -48,13 +57,16 @@ from action_diffusion_policy.data.bags import (
     iter_messages,
     open_bag,
     read_episode_metadata,
+    read_episode_record,
     topic_types,
 )
 from action_diffusion_policy.data.format import DatasetMeta, DatasetWriter
+from action_diffusion_policy.data.repair_bag import default_output, repair_bag
 from action_diffusion_policy.data.resample import resample, sort_stamps
 
 ACTION_SOURCES = ("command", "next_state")
 TIME_SOURCES = ("header", "log")
+ON_GAP = ("split", "skip")
 
 
 @dataclass
@@ -72,10 +84,14 @@ class BuildConfig:
     frequency: float | None = None  # None: the embodiment's control frequency
     env_state: bool = True
     only_success: bool = False
+    on_gap: str = "split"
+    repair: bool = False
     force: bool = False
     progress: bool = True
 
     def __post_init__(self):
+        if self.on_gap not in ON_GAP:
+            raise ValueError(f"--on-gap {self.on_gap!r}: use one of {ON_GAP}")
         if self.action_source not in ACTION_SOURCES:
             raise ValueError(f"--action-source {self.action_source!r}: use one of {ACTION_SOURCES}")
         if self.time_source not in TIME_SOURCES:
@@ -97,25 +113,63 @@ class BagReport:
     ticks: int = 0
     kept: int = 0
     dropped: int = 0
-    stale: dict = field(default_factory=dict)
+    stale: dict = field(default_factory=dict)  # ticks dropped per input
+    stale_s: dict = field(default_factory=dict)  # the same, in seconds of the control clock
+    recorded_gaps: dict = field(default_factory=dict)  # episode.json: topic -> [[t0, t1], ...]
     segments: int = 0
     frames: int = 0
     skipped: str = ""
 
 
-def find_bags(paths: Sequence[str | Path]) -> list[Path]:
-    """Bags among ``paths``: a bag directory itself, or the bags one level inside a directory."""
+def _is_bag(p: Path) -> bool:
+    return (p / "metadata.yaml").is_file()
+
+
+def _is_unclosed(p: Path) -> bool:
+    return p.is_dir() and not _is_bag(p) and any(p.glob("*.mcap"))
+
+
+def _closed_version(p: Path, repair: bool) -> Path | None:
+    """The bag to read for the unclosed recording ``p``: its repaired copy (made now with
+    ``repair``); None when it already sits among the bags found (a sibling)."""
+    done = default_output(p)
+    if _is_bag(done):
+        return done
+    if not repair:
+        raise BagError(
+            f"{p}: an unclosed recording (an .mcap, no metadata.yaml: the recorder was killed?). "
+            f"Recover it with `python -m action_diffusion_policy.data.repair_bag {p}`, or pass "
+            "--repair"
+        )
+    report = repair_bag(p)
+    print(f"build_dataset: repaired {p} -> {report.output}: {sum(report.messages.values())} "
+          f"messages over {report.span_s:.2f} s, {report.bytes_dropped} bytes dropped",
+          file=sys.stderr)  # fmt: skip
+    return Path(report.output)
+
+
+def find_bags(paths: Sequence[str | Path], repair: bool = False) -> list[Path]:
+    """Bags among ``paths``: a bag directory itself, or the bags one level inside a directory
+    (hidden ones skipped: a repair in progress). Unclosed recordings: see the module doc."""
     out = []
     for p in map(Path, paths):
         if not p.exists():
             raise BagError(f"{p}: no such file or directory")
-        if (p / "metadata.yaml").is_file() or p.is_file():
+        if _is_bag(p) or p.is_file():
             out.append(p)
             continue
-        inner = sorted(q for q in p.iterdir() if q.is_dir() and (q / "metadata.yaml").is_file())
+        if _is_unclosed(p):
+            out.append(_closed_version(p, repair))
+            continue
+        dirs = sorted(q for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
+        inner = [q for q in dirs if _is_bag(q)]
+        for q in filter(_is_unclosed, dirs):
+            fixed = _closed_version(q, repair)
+            if fixed not in inner:
+                inner.append(fixed)
         if not inner:
             raise BagError(f"{p}: neither a bag (no metadata.yaml) nor a directory of bags")
-        out.extend(inner)
+        out.extend(sorted(inner))
     return out
 
 
@@ -141,7 +195,7 @@ class _Stream:
 class DatasetBuilder:
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
-        self.bags = find_bags(cfg.bags)
+        self.bags = find_bags(cfg.bags, repair=cfg.repair)
         name = cfg.embodiment or read_episode_metadata(self.bags[0]).embodiment
         if not name:
             raise BagError(
@@ -285,6 +339,8 @@ class DatasetBuilder:
             raise BagError(f"{bag}: topics without any message: {', '.join(empty)}")
         res = resample(sorted_streams, self.frequency, cfg.max_staleness)
         report.ticks, report.stale = res.total_ticks, res.stale
+        report.stale_s = {t: round(n / self.frequency, 3) for t, n in res.stale.items() if n}
+        report.recorded_gaps = read_episode_record(bag).get("gaps") or {}
         n = len(res.ticks)
         # State per kept tick (memoized on the joint-state indices: states repeat when the
         # joint-state rate is below the control rate).
@@ -384,6 +440,12 @@ class DatasetBuilder:
                     self.reports.append(BagReport(str(bag), skipped="not successful"))
                     continue
                 episodes, report = self.episode_arrays(bag, env_dim, bar)
+                if cfg.on_gap == "skip" and report.stale_s:
+                    report.skipped = "gap: " + ", ".join(
+                        f"{t} stale for {v:.2f} s" for t, v in report.stale_s.items())
+                    report.frames = report.kept = report.segments = 0
+                    self.reports.append(report)
+                    continue
                 for i, ep in enumerate(episodes):
                     writer.add_episode(
                         ep["state"],
@@ -414,6 +476,7 @@ class DatasetBuilder:
             "bags": len(self.bags),
             "frames": frames,
             "dropped_ticks": sum(r.dropped for r in self.reports),
+            "stale_s": _sum_dicts(r.stale_s for r in self.reports),
             "control_frequency": self.frequency,
             "max_staleness_s": self.cfg.max_staleness,
             "time_source": self.cfg.time_source,
@@ -422,6 +485,14 @@ class DatasetBuilder:
             "frames_per_s": round(frames / max(seconds, 1e-9), 1),
             "per_bag": [r.__dict__ for r in self.reports],
         }
+
+
+def _sum_dicts(dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = round(out.get(k, 0) + v, 3)
+    return out
 
 
 def build_dataset(**kwargs) -> dict:
@@ -450,6 +521,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-env-state", action="store_true",
                     help="do not store /sim/episode_status object poses")
     ap.add_argument("--only-success", action="store_true", help="skip unsuccessful episodes")
+    ap.add_argument("--on-gap", choices=ON_GAP, default="split",
+                    help="ticks with a stale input: drop them and split the episode, or skip "
+                         "the whole episode")
+    ap.add_argument("--repair", action="store_true",
+                    help="recover unclosed recordings (killed recorder) first, beside them")
     ap.add_argument("--force", action="store_true", help="overwrite an existing output")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
@@ -470,6 +546,8 @@ def main(argv=None) -> int:
             frequency=a.frequency,
             env_state=not a.no_env_state,
             only_success=a.only_success,
+            on_gap=a.on_gap,
+            repair=a.repair,
             force=a.force,
             progress=not a.no_progress,
         )

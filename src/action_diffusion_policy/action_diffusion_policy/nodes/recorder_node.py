@@ -18,6 +18,12 @@ node's clock, immune to executor delays, the default; ``callback``: the time the
 as ``ros2 bag record`` does), ``auto_episode`` (start a bag when the sim starts an episode,
 stop ``post_success_s`` after success or when the next episode starts), ``bag_prefix``.
 
+Crash safety (see :class:`~action_diffusion_policy.data.bags.BagRecorder`): ``flush_interval_s``
+(s, default 1.0: what a killed recorder can lose, plus its backlog), ``min_free_mb`` (the
+episode is closed cleanly, and no new one starts, while the bag's disk has less free space; the
+start service then answers ``success: false`` with the reason), ``gap_s`` (a topic silent for
+longer is recorded as a gap in ``episode.json``).
+
 Subscriptions are created when a topic's first publisher appears, matching its reliability the
 way ``ros2 bag record`` does (a reliable subscriber never matches a best-effort publisher).
 """
@@ -41,6 +47,7 @@ from action_diffusion_policy.data import embodiment_adapter as ea
 from action_diffusion_policy.data.bags import (
     BagError,
     BagRecorder,
+    DiskFullError,
     EpisodeMetadata,
     ReceiveTimeMapper,
     update_episode_success,
@@ -93,6 +100,14 @@ class RecorderNode(Node):
         self.post_success_s = float(p("post_success_s", 0.5).value)
         self.bag_prefix = p("bag_prefix", "episode").value
         self.stamp_source = p("stamp_source", "receive").value
+        self.flush_interval_s = float(p("flush_interval_s", 1.0).value)
+        self.min_free_bytes = int(float(p("min_free_mb", 256.0).value) * 2**20)
+        self.gap_s = float(p("gap_s", 0.5).value)
+        for name, value in (("flush_interval_s", self.flush_interval_s), ("gap_s", self.gap_s)):
+            if not value > 0:
+                raise ValueError(f"parameter {name}={value!r}: must be > 0 s")
+        if self.min_free_bytes < 0:
+            raise ValueError(f"parameter min_free_mb={self.min_free_bytes / 2**20}: must be >= 0")
         if self.stamp_source not in ("receive", "callback"):
             raise ValueError(
                 f"parameter stamp_source={self.stamp_source!r}: use 'receive' or 'callback'"
@@ -138,6 +153,7 @@ class RecorderNode(Node):
             )
         self._subscribe_available()
         self._discovery_timer = self.create_timer(0.25, self._subscribe_available)
+        self._disk_timer = self.create_timer(0.25, self._check_disk)
         self.get_logger().info(
             f"recorder ready: {len(self.topics)} topics -> {self.output_dir} ({self.storage})"
         )
@@ -209,7 +225,11 @@ class RecorderNode(Node):
             notes=notes,
             started_at=stamp.isoformat(),
         )
-        self._recorder = BagRecorder(path, self.topics, self.storage)
+        self._recorder = BagRecorder(
+            path, self.topics, self.storage, metadata=self._meta,
+            flush_interval_s=self.flush_interval_s, min_free_bytes=self.min_free_bytes,
+            gap_s=self.gap_s,
+        )  # fmt: skip
         self._success_since = None
         self.get_logger().info(f"recording episode into {path}")
         return path
@@ -228,9 +248,24 @@ class RecorderNode(Node):
             "lost": stats.lost,
             "max_queue": stats.max_queue,
             "success": meta.success,
+            "gaps": stats.gaps,
+            "stopped_by": stats.stopped_by,
         }
         self.get_logger().info(f"stopped: {json.dumps(report)}")
+        for topic, spans in stats.gaps.items():
+            self.get_logger().warn(
+                f"{rec.path.name}: {topic} was silent for "
+                + ", ".join(f"{b - a:.2f} s at t={a:.2f}" for a, b in spans)
+                + " (kept in episode.json; build_dataset drops those ticks)"
+            )
         return report
+
+    def _check_disk(self) -> None:
+        """The writer's free-space guard tripped: close the episode now, keeping what it wrote."""
+        rec = self._recorder
+        if rec is not None and rec.disk_full:
+            self.get_logger().error(f"{rec.disk_full}; episode {rec.path} stopped and kept")
+            self.stop_episode()
 
     def _on_start(self, request, response):
         try:
@@ -274,8 +309,11 @@ class RecorderNode(Node):
             if self._recorder is not None:
                 self.stop_episode()
             self._status_key = key
-            self.start_episode(msg.task or self.default_task, self.default_instruction,
-                               f"seed={msg.seed}")
+            try:
+                self.start_episode(msg.task or self.default_task, self.default_instruction,
+                                   f"seed={msg.seed}")
+            except DiskFullError as exc:  # no crash: the next episode tries again
+                self.get_logger().error(f"episode seed={msg.seed} not recorded: {exc}")
             return
         if self._recorder is None:
             return
