@@ -344,12 +344,14 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
         recorder_files: tuple[str, ...] = ("recorder.yaml",)
         policy_files: tuple[str, ...] = ("policy.yaml", "sim.yaml")
         state_files: tuple[str, ...] = ("unified_state.yaml", "sim.yaml")
+        executor_files: tuple[str, ...] = ("executor.yaml",)
     else:
         embodiment = ROBOT_EMBODIMENTS[args["robot"]]
         cameras_remapped = camera_remappings(robot_cameras(args["robot"]))
         recorder_files = ("recorder.yaml", "real.yaml")
         policy_files = ("policy.yaml",)
         state_files = ("unified_state.yaml",)
+        executor_files = ("executor.yaml", "real.yaml")  # starts disabled, ramped, e-stop
     embodiment_param = (("embodiment", embodiment),)
     bag_dir = str(Path(args["bag_dir"]).expanduser().resolve())
     recorder = NodeSpec(
@@ -402,7 +404,7 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
         "action_diffusion_policy",
         "action_executor",
         "action_executor",
-        parameter_files=("executor.yaml",),
+        parameter_files=executor_files,
         parameters=(
             *embodiment_param,
             ("strategy", args["strategy"]),

@@ -226,3 +226,73 @@ def test_ticks_follow_simulated_time(harness_factory, tmp_path):
     ticks = len(harness.received["left"]) - start
     assert 70 <= ticks <= 110, (ticks, (tmp_path / "executor.log").read_text()[-2000:])
     assert proc.poll() is None
+
+
+def test_real_robot_safety_disabled_start_ramp_deadman_and_estop(harness_factory, tmp_path):
+    """What real.yaml turns on, over DDS: nothing before ~/enable; a slow first motion; the
+    deadman holds the arm; the e-stop latches until released and enabled again."""
+    from std_msgs.msg import Bool
+
+    proc, harness = harness_factory(enabled_on_start=False, start_ramp_s=1.0,
+                                    start_speed_fraction=0.1, heartbeat_timeout=0.3,
+                                    chunk_timeout=5.0)  # fmt: skip
+    emb = load_embodiment("aloha_sim", kinematics=False)
+    log = tmp_path / "executor.log"
+    deadman = harness.create_publisher(Bool, "/deadman", 10)
+    estop = harness.create_publisher(Bool, "/estop", 10)
+    assert wait_until(lambda: harness.diagnostics.get("enabled") == "False", 30.0), \
+        log.read_text()[-2000:]
+    time.sleep(0.5)
+    assert harness.received["right"] == []  # disabled on start: not one command
+
+    target = np.full(len(emb.action_slots), 10.0)
+    alive = threading.Event()
+
+    def feed():  # the policy's chunks, and the deadman pressed while `alive`
+        i = 0
+        while not stop_feed.is_set():
+            harness.chunk_pub.publish(chunk_msg(emb, harness.now(), target, seq=i))
+            if alive.is_set():
+                deadman.publish(Bool(data=True))
+            i += 1
+            time.sleep(0.05)
+
+    stop_feed = threading.Event()
+    feeder = threading.Thread(target=feed, daemon=True)
+    alive.set()
+    feeder.start()
+    try:
+        reply = harness.call(SetBool, "/action_executor/enable", SetBool.Request(data=True))
+        assert reply.success and "10%" in reply.message, reply.message
+        assert wait_until(lambda: len(harness.received["right"]) > 75, 10.0)
+        waist = np.array([c[0] for _, c in harness.received["right"]])
+        steps = np.diff(waist)
+        v_max = emb.arm("right").command_velocity_limits[0] * 0.02
+        assert steps[:3].max() <= 0.15 * v_max + 1e-6  # the slow start
+        assert steps[60:].max() >= 0.9 * v_max  # full speed after the 1 s ramp
+
+        alive.clear()  # the operator lets go of the deadman: the arm holds within 0.3 s
+        let_go = time.monotonic()
+        time.sleep(0.8)
+        late = [c for ts, c in harness.received["right"] if ts > let_go + 0.45]
+        assert len(late) > 5 and all(c == late[0] for c in late)
+        assert wait_until(lambda: harness.diagnostics.get("hold_reason") == "heartbeat_lost", 3)
+
+        alive.set()
+        estop.publish(Bool(data=True))
+        assert wait_until(lambda: harness.diagnostics.get("estopped") == "True", 3.0)
+        n = len(harness.received["right"])
+        time.sleep(0.3)
+        assert len(harness.received["right"]) == n  # nothing at all while stopped
+        refused = harness.call(SetBool, "/action_executor/enable", SetBool.Request(data=True))
+        assert not refused.success and "/estop" in refused.message
+        estop.publish(Bool(data=False))
+        assert wait_until(lambda: harness.diagnostics.get("estopped") == "False", 3.0)
+        time.sleep(0.3)
+        assert len(harness.received["right"]) == n  # released, but still disabled
+        assert harness.call(SetBool, "/action_executor/enable", SetBool.Request(data=True)).success
+        assert wait_until(lambda: len(harness.received["right"]) > n + 10, 5.0)
+    finally:
+        stop_feed.set()
+        feeder.join(timeout=2)
+    assert proc.poll() is None, log.read_text()[-2000:]

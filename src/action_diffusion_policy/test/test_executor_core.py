@@ -122,3 +122,73 @@ def test_chunk_stamped_in_the_future_is_refused_and_never_executed():
     assert ex.add_chunk(float("nan"), 0.1, SLOTS, far, now_s=41.5) == "rejected_future"
     with pytest.raises(ValueError, match="future_tolerance"):
         core(future_tolerance=-1.0)
+
+
+def test_first_motion_after_enabling_ramps_up_from_a_slow_fraction():
+    ex = core(start_ramp_s=1.0, start_speed_fraction=0.1, enabled=False, chunk_timeout=100.0)
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(0.0, 0.1, SLOTS, np.full((100, 2), 1.0))  # far: every tick is step-limited
+    assert ex.tick(0.0)[0] is None
+    assert ex.set_enabled(True)
+    steps, last = [], 0.0
+    for k in range(1, 15):
+        command, _ = ex.tick(0.1 * k)
+        steps.append(command[0] - last)
+        last = command[0]
+    # 0.1 of the 0.1 per tick limit at first, rising linearly to all of it after 1 s
+    np.testing.assert_allclose(steps[:3], [0.01, 0.019, 0.028], atol=1e-9)
+    np.testing.assert_allclose(steps[11:], [0.1] * 3, atol=1e-9)
+    assert np.all(np.diff(steps[:11]) > 0)
+    # Disabling and enabling again starts a new ramp.
+    ex.set_enabled(False)
+    ex.set_enabled(True)
+    before = ex.tick(2.0)[0][0]
+    assert ex.tick(2.1)[0][0] - before == pytest.approx(0.019)
+
+
+def test_lost_heartbeat_holds_and_its_return_ramps_again():
+    ex = core(heartbeat_timeout=0.25, start_ramp_s=0.5, start_speed_fraction=0.5,
+              chunk_timeout=100.0)
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(0.0, 0.1, SLOTS, np.full((100, 2), 1.0))
+    command, status = ex.tick(0.0)  # no heartbeat ever: hold the measured state
+    assert status.holding and status.hold_reason == "heartbeat_lost"
+    np.testing.assert_allclose(command, [0.0, 0.5])
+    for k in range(1, 8):
+        ex.heartbeat(0.1 * k)
+        command, status = ex.tick(0.1 * k)
+        assert not status.holding
+    moving = command.copy()
+    for k in range(8, 12):  # the deadman is let go: 0.25 s later the arm holds
+        command, status = ex.tick(0.1 * k)
+    assert status.holding and status.hold_reason == "heartbeat_lost"
+    held = command.copy()
+    assert held[0] > moving[0] and ex.tick(1.2)[0][0] == held[0]
+    ex.heartbeat(1.3)
+    command, status = ex.tick(1.3)
+    assert status.speed_scale == pytest.approx(0.5) and command[0] - held[0] == pytest.approx(0.05)
+
+
+def test_estop_latches_until_released_and_enabled_again():
+    ex = core()
+    ex.set_measured([0.0, 0.5])
+    ex.add_chunk(0.0, 0.1, SLOTS, np.full((100, 2), 1.0))
+    assert ex.tick(0.0)[0] is not None
+    ex.estop()
+    command, status = ex.tick(0.1)
+    assert command is None and status.hold_reason == "estop"
+    assert ex.set_enabled(True) is False and ex.tick(0.2)[0] is None  # still latched
+    ex.release_estop()
+    assert ex.tick(0.3)[0] is None  # released, but not enabled yet
+    assert ex.set_enabled(True) is True and ex.tick(0.4)[0] is not None
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"start_ramp_s": -1.0}, "start_ramp_s"),
+    ({"start_speed_fraction": 0.0}, "start_speed_fraction"),
+    ({"start_speed_fraction": 1.5}, "start_speed_fraction"),
+    ({"heartbeat_timeout": -0.1}, "heartbeat_timeout"),
+])
+def test_bad_safety_settings_name_the_setting(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        core(**kwargs)

@@ -201,3 +201,43 @@ def test_sqlite3_and_auto_episodes(ros, tmp_path):
         assert 7 <= n_js <= 9
     finally:
         h.close()
+
+
+@pytest.mark.ros
+def test_disk_full_stops_the_episode_keeps_it_and_refuses_the_next(ros, tmp_path, monkeypatch):
+    """The free-space guard through the node: the episode is closed and kept, one clear error,
+    and /recorder/start answers why until space returns."""
+    from action_diffusion_policy.data import bags
+
+    free = {"bytes": 10 * 2**30}
+    monkeypatch.setattr(bags, "free_bytes", lambda path: free["bytes"])
+    h = Harness(tmp_path, topics=["/follower_left/joint_states:sensor_msgs/msg/JointState"],
+                flush_interval_s=0.05, min_free_mb=64.0)
+    try:
+        js = h.pub("/follower_left/joint_states", JointState)
+        h.wait_subscribed()
+        r = h.call(StartRecording, "/recorder/start", StartRecording.Request(task="t"))
+        assert r.success, r.message
+        for i in range(20):
+            js.publish(_joint_state(i))
+            h.spin(0.01)
+        h.spin(0.3)
+        free["bytes"] = 10 * 2**20  # the disk fills
+        end = time.monotonic() + 10
+        while h.rec._recorder is not None and time.monotonic() < end:
+            js.publish(_joint_state(99))
+            h.spin(0.02)
+        assert h.rec._recorder is None, "the episode was not stopped"
+        record = json.loads(Path(r.bag_path, "episode.json").read_text())
+        assert record["stopped_by"] == "disk_full" and record["closed"] is True
+        with open_bag(r.bag_path) as reader:  # closed cleanly, readable
+            msgs = list(iter_messages(r.bag_path, reader, ["/follower_left/joint_states"]))
+        assert [m.position[0] for _t, _s, m in msgs[:20]] == [float(i) for i in range(20)]
+        refused = h.call(StartRecording, "/recorder/start", StartRecording.Request(task="t"))
+        assert refused.success is False
+        assert "disk full" in refused.message and "10.0 MiB free" in refused.message
+        assert "min_free_mb" in refused.message
+        free["bytes"] = 10 * 2**30  # space is back
+        assert h.call(StartRecording, "/recorder/start", StartRecording.Request()).success
+    finally:
+        h.close()

@@ -16,8 +16,14 @@ Publishes:
   the held last command while no chunk covers "now" or the newest chunk is older than
   ``chunk_timeout``.
   ``/diagnostics`` diagnostic_msgs/DiagnosticArray, 1 Hz.
+  ``heartbeat_topic``               std_msgs/Bool, when ``heartbeat_timeout`` > 0: the deadman;
+                                   ``true`` messages keep it alive, silence or ``false`` for
+                                   longer than the timeout holds the last command
+  ``estop_topic``                  std_msgs/Bool: ``true`` stops all commands and latches;
+                                   after ``false`` (released) ``~/enable`` resumes
 Services:
-  ``~/enable`` std_srvs/SetBool; disabled, it commands nothing.
+  ``~/enable`` std_srvs/SetBool; disabled, it commands nothing. Refused while the e-stop is
+               latched.
   ``~/reset``  std_srvs/Trigger, call it after resetting the scene: drops every chunk
                (also those observed before the call and still in flight) and restarts from
                the next measured state.
@@ -25,7 +31,12 @@ Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensemblin
 receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
 0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
 ``unified_state_topic``, ``max_chunks``, ``stale_timeout`` (s), ``future_tolerance`` (s: a
-chunk stamped further ahead of this node's clock is refused, counted as ``rejected_future``).
+chunk stamped further ahead of this node's clock is refused, counted as ``rejected_future``),
+``start_ramp_s`` and ``start_speed_fraction`` (the first motion after enabling, a reset or a
+lost heartbeat starts at that fraction of the velocity limits, reaching all of it after
+``start_ramp_s``; 0 = no ramp), ``heartbeat_topic``, ``heartbeat_timeout`` (s; 0 = no heartbeat
+needed), ``estop_topic``. Real bringups start disabled, ramped, with the e-stop on ``/estop``
+(``real.yaml``).
 The timer runs on ROS time (``use_sim_time`` works).
 """
 
@@ -40,6 +51,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk, UnifiedState
@@ -76,6 +88,11 @@ class ActionExecutorNode(Node):
         p("max_chunks", 32)
         p("stale_timeout", 0.5)  # s without an arm's joint state before it counts as stale
         p("future_tolerance", 0.5)  # s a chunk's stamp may be ahead of this node's clock
+        p("start_ramp_s", 0.0)
+        p("start_speed_fraction", 0.1)
+        p("heartbeat_topic", "/deadman")
+        p("heartbeat_timeout", 0.0)
+        p("estop_topic", "/estop")
         get = self._param
 
         self.embodiment = load_embodiment(get("embodiment"))
@@ -100,6 +117,9 @@ class ActionExecutorNode(Node):
             chunk_timeout=get("chunk_timeout"),
             enabled=get("enabled_on_start"),
             future_tolerance=get("future_tolerance"),
+            start_ramp_s=get("start_ramp_s"),
+            start_speed_fraction=get("start_speed_fraction"),
+            heartbeat_timeout=get("heartbeat_timeout"),
         )
         self.rate = float(rate)
         self.dt = 1.0 / self.rate
@@ -126,6 +146,12 @@ class ActionExecutorNode(Node):
             )  # fmt: skip
         self.create_subscription(ActionChunk, CHUNK_TOPIC, self._on_chunk, QoSProfile(depth=10))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.core.heartbeat_timeout > 0:
+            self.create_subscription(Bool, get("heartbeat_topic"), self._on_heartbeat,
+                                     QoSProfile(depth=10))  # fmt: skip
+        self._estop_topic = get("estop_topic")
+        if self._estop_topic:
+            self.create_subscription(Bool, self._estop_topic, self._on_estop, QoSProfile(depth=10))
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reset", self._on_reset)
 
@@ -224,11 +250,37 @@ class ActionExecutorNode(Node):
             )
 
     def _on_enable(self, request, response):
-        self.core.set_enabled(request.data)
-        response.success = True
+        response.success = self.core.set_enabled(request.data)
+        if not response.success:
+            response.message = (
+                f"refused: the e-stop is latched; release it (publish false on "
+                f"{self._estop_topic}), then enable"
+            )
+            self.get_logger().error(response.message)
+            return response
         response.message = "enabled" if request.data else "disabled: commanding nothing"
+        if request.data and self.core.start_ramp_s > 0:
+            response.message += (
+                f" (starting at {self.core.start_speed_fraction:.0%} of the velocity limits, "
+                f"full speed after {self.core.start_ramp_s:g} s)"
+            )
         self.get_logger().info(response.message)
         return response
+
+    def _on_heartbeat(self, msg: Bool) -> None:
+        if msg.data:
+            self.core.heartbeat(self.get_clock().now().nanoseconds * 1e-9)
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data and not self.core.estopped:
+            self.core.estop()
+            self.get_logger().error(
+                f"E-STOP on {self._estop_topic}: commanding nothing until it is released "
+                "(false) and ~/enable is called"
+            )
+        elif not msg.data and self.core.estopped:
+            self.core.release_estop()
+            self.get_logger().warn("e-stop released; still disabled until ~/enable")
 
     def _on_reset(self, request, response):
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -274,6 +326,8 @@ class ActionExecutorNode(Node):
             "rate_hz": f"{1.0 / ticks.mean():.2f}" if ticks is not None else "n/a",
             "target_rate_hz": f"{self.rate:g}",
             "enabled": str(self.core.enabled),
+            "estopped": str(self.core.estopped),
+            "speed_scale": f"{status.speed_scale:.2f}" if status else "n/a",
             "holding": str(bool(status and status.holding)),
             "hold_reason": status.hold_reason if status else "not started",
             "hold_duration_s": f"{status.hold_duration:.3f}" if status else "0",
@@ -289,7 +343,9 @@ class ActionExecutorNode(Node):
         }
         level = DiagnosticStatus.OK
         message = "executing"
-        if not self.core.enabled:
+        if self.core.estopped:
+            level, message = DiagnosticStatus.ERROR, "e-stop"
+        elif not self.core.enabled:
             message = "disabled"
         elif status is None or not status.commanded:
             level, message = DiagnosticStatus.WARN, "no joint state yet"

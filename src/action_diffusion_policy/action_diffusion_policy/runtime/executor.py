@@ -22,7 +22,9 @@ class TickStatus:
     enabled: bool = True
     commanded: bool = False  # a command came out
     holding: bool = False
-    hold_reason: str = ""  # disabled / no_state / no_chunks / not_covered / timeout
+    hold_reason: str = ""  # disabled / estop / no_state / no_chunks / not_covered / timeout /
+    #                        heartbeat_lost
+    speed_scale: float = 1.0  # fraction of the velocity limit allowed this tick (start ramp)
     hold_duration: float = 0.0
     n_covering: int = 0
     chunk_age: float = math.inf  # now - stamp of the newest accepted chunk
@@ -39,6 +41,14 @@ class ExecutorCore:
     clock (``add_chunk``'s ``now_s``): kept, it would hold as "not covered" and start moving
     the robot when its time comes, long after anyone expects (clock skew between hosts).
     ``rate_hz``: tick rate; the per-tick step limit is ``max_velocity / rate_hz``.
+
+    Safety for real arms:
+    ``start_ramp_s``/``start_speed_fraction``: the first motion after enabling (and after a
+    reset or a lost heartbeat) may use only ``start_speed_fraction`` of the velocity limit,
+    rising linearly to all of it over ``start_ramp_s`` seconds (0: no ramp).
+    ``heartbeat_timeout``: > 0 makes a deadman heartbeat (``heartbeat(now_s)``) mandatory: once
+    it is older than this the executor holds the last command (``heartbeat_lost``).
+    ``estop()``: disables and latches until ``release_estop()`` and ``set_enabled(True)``.
     """
 
     def __init__(
@@ -52,6 +62,9 @@ class ExecutorCore:
         chunk_timeout: float = 0.5,
         enabled: bool = True,
         future_tolerance: float = 0.5,
+        start_ramp_s: float = 0.0,
+        start_speed_fraction: float = 0.1,
+        heartbeat_timeout: float = 0.0,
     ):
         if not (math.isfinite(rate_hz) and rate_hz > 0):
             raise ValueError(f"ExecutorCore: rate_hz={rate_hz!r} must be > 0")
@@ -59,6 +72,23 @@ class ExecutorCore:
             raise ValueError(f"ExecutorCore: chunk_timeout={chunk_timeout!r} must be > 0 s")
         if not (future_tolerance >= 0):
             raise ValueError(f"ExecutorCore: future_tolerance={future_tolerance!r} must be >= 0 s")
+        if not start_ramp_s >= 0:
+            raise ValueError(f"ExecutorCore: start_ramp_s={start_ramp_s!r} must be >= 0 s")
+        if not 0 < start_speed_fraction <= 1:
+            raise ValueError(
+                f"ExecutorCore: start_speed_fraction={start_speed_fraction!r} must be in (0, 1]"
+            )
+        if not heartbeat_timeout >= 0:
+            raise ValueError(
+                f"ExecutorCore: heartbeat_timeout={heartbeat_timeout!r} must be >= 0 s "
+                "(0: no heartbeat needed)"
+            )
+        self.start_ramp_s = float(start_ramp_s)
+        self.start_speed_fraction = float(start_speed_fraction)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self._last_heartbeat = -math.inf
+        self._motion_since: float | None = None  # first commanded tick since (re)starting
+        self.estopped = False
         self.ensembler = ChunkEnsembler(slot_indices, ensembler_config)
         self.limiter = CommandLimiter(lower, upper, max_velocity)
         self.slot_indices = self.ensembler.slot_indices
@@ -106,13 +136,39 @@ class ExecutorCore:
         if not self.limiter.initialized:
             self.limiter.reset(values)
 
-    def set_enabled(self, enabled: bool) -> None:
+    def set_enabled(self, enabled: bool) -> bool:
+        """Enable or disable; returns False (staying disabled) while the e-stop is latched."""
+        if enabled and self.estopped:
+            return False
         if enabled and not self.enabled:
             # Resume from where the robot is, not from the command held before disabling.
             self.limiter.last = None
             if self.measured is not None:
                 self.limiter.reset(self.measured)
+            self._motion_since = None  # the start ramp again
         self.enabled = bool(enabled)
+        return True
+
+    def estop(self) -> None:
+        """Emergency stop: command nothing until released and enabled again."""
+        self.estopped = True
+        self.enabled = False
+
+    def release_estop(self) -> None:
+        """The e-stop is released; the executor stays disabled until ``set_enabled(True)``."""
+        self.estopped = False
+
+    def heartbeat(self, now_s: float) -> None:
+        """The operator's deadman signal (only checked when ``heartbeat_timeout`` > 0)."""
+        self._last_heartbeat = max(self._last_heartbeat, float(now_s))
+
+    def _speed_scale(self, now_s: float) -> float:
+        if self.start_ramp_s <= 0:
+            return 1.0
+        if self._motion_since is None:
+            self._motion_since = now_s
+        frac = min(1.0, max(0.0, now_s - self._motion_since) / self.start_ramp_s)
+        return self.start_speed_fraction + (1.0 - self.start_speed_fraction) * frac
 
     def reset(self) -> None:
         """Forget chunks (time jumped back)."""
@@ -127,6 +183,7 @@ class ExecutorCore:
         self._episode_start = float(now_s)
         self.measured = None
         self.limiter.last = None
+        self._motion_since = None
 
     def tick(self, now_s: float) -> tuple[np.ndarray | None, TickStatus]:
         status = TickStatus(enabled=self.enabled)
@@ -135,7 +192,7 @@ class ExecutorCore:
             self.reset()
         self._last_now = now_s
         if not self.enabled:
-            status.hold_reason = "disabled"
+            status.hold_reason = "estop" if self.estopped else "disabled"
             return None, status
 
         action, info = self.ensembler.action_at(now_s)
@@ -144,7 +201,16 @@ class ExecutorCore:
         hold_reason = info.reason
         if action is not None and status.chunk_age > self.chunk_timeout:
             action, hold_reason = None, "timeout"
-        command, lim = self.limiter.step(action, self.dt, now_s, hold_reason=hold_reason or "")
+        if self.heartbeat_timeout > 0:
+            alive = now_s - self._last_heartbeat <= self.heartbeat_timeout
+            if not alive:
+                action, hold_reason = None, "heartbeat_lost"
+                self._motion_since = None  # when it returns: the start ramp again
+        scale = 1.0
+        if action is not None and self.limiter.initialized:
+            scale = status.speed_scale = self._speed_scale(now_s)
+        command, lim = self.limiter.step(action, self.dt, now_s, hold_reason=hold_reason or "",
+                                         speed_scale=scale)  # fmt: skip
         status.holding, status.hold_reason = lim.holding, lim.hold_reason
         status.hold_duration = lim.hold_duration
         status.n_position_clipped = lim.n_position_clipped

@@ -78,9 +78,11 @@ class CommandLimiter:
         return True
 
     def step(
-        self, target, dt: float, now_s: float, hold_reason: str = "no_action"
+        self, target, dt: float, now_s: float, hold_reason: str = "no_action",
+        speed_scale: float = 1.0,
     ) -> tuple[np.ndarray | None, LimitStatus]:
-        """The command for this tick. ``target`` None means hold (``hold_reason`` says why)."""
+        """The command for this tick. ``target`` None means hold (``hold_reason`` says why).
+        ``speed_scale`` in (0, 1] scales the step limit (a slow start after enabling)."""
         status = LimitStatus()
         if self.last is None:
             status.holding, status.hold_reason = True, "no_state"
@@ -102,6 +104,8 @@ class CommandLimiter:
         clipped = np.minimum(np.maximum(target, self.lower), self.upper)
         status.n_position_clipped = int(np.count_nonzero(clipped != target))
         max_step = self._max_step(dt)
+        if speed_scale < 1.0:
+            max_step = max_step * max(float(speed_scale), 0.0)
         stepped = np.minimum(np.maximum(clipped, self.last - max_step), self.last + max_step)
         status.n_step_clipped = int(np.count_nonzero(stepped != clipped))
         self.last = stepped
