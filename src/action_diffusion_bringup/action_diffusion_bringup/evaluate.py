@@ -105,6 +105,12 @@ def parse_args(argv):
         default=0,
         help="sampler steps of the policy node; 0 = the checkpoint's",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="intra-op threads of the policy node; 0 = torch's default",
+    )
     parser.add_argument("--episode-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
 
@@ -135,6 +141,9 @@ def main(argv=None) -> int:
     if options.num_inference_steps:
         specs = with_parameters(specs, "policy", num_inference_steps=options.num_inference_steps)
         policy["num_inference_steps"] = options.num_inference_steps
+    if options.torch_threads:
+        specs = with_parameters(specs, "policy", torch_threads=options.torch_threads)
+        policy["torch_threads"] = options.torch_threads
     out = options.out
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".nodes.log")
