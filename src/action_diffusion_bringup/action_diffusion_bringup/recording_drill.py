@@ -28,8 +28,9 @@ from action_diffusion_bringup.report import write_atomic
 from action_diffusion_bringup.run import BringupRunner, claim_private_domain
 
 
-def kill_recorder_mid_episode(work: Path, task: str = "transfer_cube",
-                              kill_after_s: float = 5.0, timeout_s: float = 180.0) -> dict:  # fmt: skip
+def kill_recorder_mid_episode(
+    work: Path, task: str = "transfer_cube", kill_after_s: float = 5.0, timeout_s: float = 180.0
+) -> dict:
     """Run the drill in ``work`` (bags under ``work/bags``, dataset ``work/ds``); returns the
     report. Raises RuntimeError when the episode never got ``kill_after_s`` in."""
     import rclpy
