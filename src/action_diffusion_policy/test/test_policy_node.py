@@ -246,19 +246,11 @@ def test_frozen_arm_stops_feeding_the_policy(tmp_path, embodiment, ros):
         time.sleep(0.5)  # discovery
         harness.publish_for(1.0)
         assert wait_until(lambda: len(chunks) >= 2, 15.0), "no chunk with both arms fresh"
-        # The right arm froze: stale 0.3 s after its last message *arrived*. Under load the
-        # callbacks lag behind the publisher, so take the reference point only once the node
-        # itself has seen the arm stale, not when the publisher stopped.
-        stale_before = node.counters["stale_state"]
-        harness.publish_for(5.0, ("left",),
-                            until=lambda: node.counters["stale_state"] >= stale_before + 3)
-        assert node.counters["stale_state"] >= stale_before + 3, node.counters
+        harness.publish_for(0.6, ("left",))  # the right arm froze: stale after 0.3 s
         frozen = len(chunks)
         frozen_stamp = node.buffer.newest_stamps()["state"]
-        stale_seen = node.counters["stale_state"]
         harness.publish_for(1.0, ("left",))
-        assert wait_until(lambda: node.counters["stale_state"] >= stale_seen + 10, 5.0), \
-            node.counters
+        assert wait_until(lambda: node.counters["stale_state"] > 10, 5.0), node.counters
         assert node.buffer.newest_stamps()["state"] == frozen_stamp  # no state made since
         time.sleep(0.5)  # any inference still running ends
         assert len(chunks) <= frozen + 1, "the policy kept being fed from a frozen arm"
