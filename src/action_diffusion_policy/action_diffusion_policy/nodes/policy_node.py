@@ -54,6 +54,8 @@ from unified_action_space.conversions import joint_state_from_msg, unified_state
 from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
 STATE_SOURCES = ("unified_state", "joint_states")
 
 
@@ -180,6 +182,11 @@ class PolicyNode(LifecycleNode):
         state_source = self._param("state_source")
         if state_source not in STATE_SOURCES:
             raise ValueError(f"parameter state_source={state_source!r}: use one of {STATE_SOURCES}")
+        # The inference worker is a Python thread: with CPython's default 5 ms GIL switch
+        # interval each rclpy callback (several GIL hand-offs) waited behind it, and the node
+        # took ~20 of 100 joint-state messages a second, dropping the rest (best-effort QoS)
+        # and seeing live arms as stale. 1 ms lets the callbacks through.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         threads = int(self._param("torch_threads"))
         if threads > 0:
             import torch
