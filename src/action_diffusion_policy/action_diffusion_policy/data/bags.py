@@ -613,6 +613,21 @@ class _McapLayout:
     footer: int
 
 
+def chunk_fields(body: bytes, strict: bool = False) -> tuple[int, int, str, bytes]:
+    """A Chunk record's ``(stored CRC, uncompressed size, compression, records)``; raises
+    struct.error or UnicodeDecodeError on a malformed one. ``records`` may come out shorter
+    than the record says when the body is cut short; ``strict`` raises struct.error then."""
+    stored = struct.unpack_from("<I", body, _CHUNK_CRC_AT)[0]
+    usize = struct.unpack_from("<Q", body, 16)[0]
+    n = struct.unpack_from("<I", body, 28)[0]
+    compression = body[32 : 32 + n].decode()
+    csize = struct.unpack_from("<Q", body, 32 + n)[0]
+    records = body[40 + n : 40 + n + csize]
+    if strict and len(records) != csize:
+        raise struct.error("chunk records run past the record")
+    return stored, usize, compression, records
+
+
 def _decompress_chunk(compression: str, data: bytes, size: int) -> bytes | None:
     if compression == "":
         return data
@@ -663,12 +678,7 @@ def _mcap_layout(f, size: int, filled: bool = False) -> _McapLayout | None:
             data_crc = zlib.crc32(body, data_crc)
         else:
             try:
-                stored = struct.unpack_from("<I", body, _CHUNK_CRC_AT)[0]
-                usize = struct.unpack_from("<Q", body, 16)[0]
-                n = struct.unpack_from("<I", body, 28)[0]
-                compression = body[32 : 32 + n].decode()
-                csize = struct.unpack_from("<Q", body, 32 + n)[0]
-                records = body[40 + n : 40 + n + csize]
+                stored, usize, compression, records = chunk_fields(body)
             except (struct.error, UnicodeDecodeError):
                 return None
             raw = _decompress_chunk(compression, records, usize)

@@ -129,9 +129,9 @@ def _is_unclosed(p: Path) -> bool:
     return p.is_dir() and not _is_bag(p) and any(p.glob("*.mcap"))
 
 
-def _closed_version(p: Path, repair: bool) -> Path | None:
-    """The bag to read for the unclosed recording ``p``: its repaired copy (made now with
-    ``repair``); None when it already sits among the bags found (a sibling)."""
+def _closed_version(p: Path, repair: bool, progress: bool) -> Path:
+    """The bag to read for the unclosed recording ``p``: its repaired copy, made now with
+    ``repair``; without, BagError naming the fix."""
     done = default_output(p)
     if _is_bag(done):
         return done
@@ -141,14 +141,15 @@ def _closed_version(p: Path, repair: bool) -> Path | None:
             f"Recover it with `python -m action_diffusion_policy.data.repair_bag {p}`, or pass "
             "--repair"
         )
-    report = repair_bag(p)
+    report = repair_bag(p, progress=progress)
     print(f"build_dataset: repaired {p} -> {report.output}: {sum(report.messages.values())} "
           f"messages over {report.span_s:.2f} s, {report.bytes_dropped} bytes dropped",
           file=sys.stderr)  # fmt: skip
     return Path(report.output)
 
 
-def find_bags(paths: Sequence[str | Path], repair: bool = False) -> list[Path]:
+def find_bags(paths: Sequence[str | Path], repair: bool = False,
+              progress: bool = False) -> list[Path]:  # fmt: skip
     """Bags among ``paths``: a bag directory itself, or the bags one level inside a directory
     (hidden ones skipped: a repair in progress). Unclosed recordings: see the module doc."""
     out = []
@@ -159,12 +160,12 @@ def find_bags(paths: Sequence[str | Path], repair: bool = False) -> list[Path]:
             out.append(p)
             continue
         if _is_unclosed(p):
-            out.append(_closed_version(p, repair))
+            out.append(_closed_version(p, repair, progress))
             continue
         dirs = sorted(q for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
         inner = [q for q in dirs if _is_bag(q)]
         for q in filter(_is_unclosed, dirs):
-            fixed = _closed_version(q, repair)
+            fixed = _closed_version(q, repair, progress)
             if fixed not in inner:
                 inner.append(fixed)
         if not inner:
@@ -195,7 +196,7 @@ class _Stream:
 class DatasetBuilder:
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
-        self.bags = find_bags(cfg.bags, repair=cfg.repair)
+        self.bags = find_bags(cfg.bags, repair=cfg.repair, progress=cfg.progress)
         name = cfg.embodiment or read_episode_metadata(self.bags[0]).embodiment
         if not name:
             raise BagError(

@@ -1,7 +1,7 @@
 """Recover an unclosed MCAP recording (a killed recorder, a power cut) up to its last complete
 chunk, as a new bag beside it: ``rosbag2``'s ``ros2 bag reindex``, for our bags.
 
-    python -m action_diffusion_policy.data.repair_bag BAG_DIR [-o OUT] [--force] [--json]
+    python -m action_diffusion_policy.data.repair_bag BAG_DIR [-o OUT] [--force] [--no-progress]
 
 An MCAP file is written as a stream of records; a chunk holds a batch of messages and, in the
 first chunk, the schemas and channels. A recorder killed mid-write leaves complete chunks
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
+from tqdm import tqdm
 
 from action_diffusion_policy.data.bags import (
     MCAP_MAGIC,
@@ -34,6 +35,7 @@ from action_diffusion_policy.data.bags import (
     EpisodeMetadata,
     _decompress_chunk,
     _write_sidecar,
+    chunk_fields,
     read_episode_record,
     typestore,
     write_bag_crcs,
@@ -157,8 +159,9 @@ def _read_record(opcode: int, body: bytes, out: _Recovered) -> None:
         out.messages.append((cid, log_time, c.rest()))
 
 
-def scan_mcap(path: Path, sink: _BagSink, report: RepairReport) -> None:
-    """Walk one MCAP file's records into ``sink`` up to the first torn or damaged one."""
+def scan_mcap(path: Path, sink: _BagSink, report: RepairReport, bar=None) -> None:
+    """Walk one MCAP file's records into ``sink`` up to the first torn or damaged one
+    (``bar``: a tqdm progress bar counting bytes)."""
     size = path.stat().st_size
     report.bytes_total += size
     with open(path, "rb") as f:
@@ -197,19 +200,15 @@ def scan_mcap(path: Path, sink: _BagSink, report: RepairReport) -> None:
                 report.stopped_because = f"the record at byte {offset} is damaged ({exc})"
                 break
             sink.take(staged)  # all of a chunk or none of it
+            if bar is not None:
+                bar.update(9 + length)
             report.chunks += opcode == _CHUNK
             offset += 9 + length
         report.bytes_dropped += size - offset if report.stopped_because else 0
 
 
 def _read_chunk(offset: int, body: bytes, out: _Recovered) -> None:
-    c = _Cursor(body)
-    _start, _end, usize, crc = c.take("<QQQI")
-    compression = c.string()
-    n = c.take("<Q")
-    records = c.data[c.at : c.at + n]
-    if len(records) != n:
-        raise struct.error("chunk records run past the record")
+    crc, usize, compression, records = chunk_fields(body, strict=True)
     raw = _decompress_chunk(compression, records, usize)
     if raw is None:
         raise BagError(f"chunk at byte {offset} uses compression {compression!r}, unreadable here")
@@ -223,7 +222,7 @@ def default_output(bag: Path) -> Path:
 
 
 def repair_bag(bag: str | os.PathLike, output: str | os.PathLike | None = None,
-               force: bool = False) -> RepairReport:  # fmt: skip
+               force: bool = False, progress: bool = False) -> RepairReport:  # fmt: skip
     """Write the complete chunks of the unclosed bag ``bag`` as a new bag (see module doc)."""
     bag = Path(bag)
     if not bag.is_dir():
@@ -246,8 +245,10 @@ def repair_bag(bag: str | os.PathLike, output: str | os.PathLike | None = None,
         writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
         writer.open()
         sink = _BagSink(writer, report, record.get("topics", {}))
-        for file in files:
-            scan_mcap(file, sink, report)
+        with tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True,
+                  desc=f"repair {bag.name}", disable=not progress) as bar:  # fmt: skip
+            for file in files:
+                scan_mcap(file, sink, report, bar)
         if not report.messages:
             raise BagError(
                 f"{bag}: no complete chunk with messages in {', '.join(f.name for f in files)}"
@@ -291,9 +292,10 @@ def main(argv=None) -> int:
     ap.add_argument("bag", help="the unclosed bag directory (an .mcap, no metadata.yaml)")
     ap.add_argument("-o", "--output", help=f"new bag directory (default: BAG{REPAIRED_SUFFIX})")
     ap.add_argument("--force", action="store_true", help="replace an existing output")
+    ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
-        report = repair_bag(a.bag, a.output, a.force)
+        report = repair_bag(a.bag, a.output, a.force, progress=not a.no_progress)
     except BagError as exc:
         print(f"repair_bag: error: {exc}", file=sys.stderr)
         return 2
