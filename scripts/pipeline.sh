@@ -12,6 +12,7 @@
 #   STRATEGIES ["temporal_ensembling receding_horizon"]   RESULTS [results]
 #   STAGES ["collect dataset train evaluate offline report"]  (a subset re-runs just those)
 #   TRAIN_STEPS [the config's]  (e.g. a short CPU run of the visuomotor recipe)
+#   CAMERAS [cam_high]  (comma-separated sim cameras recorded by the collect stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ POLICIES=${POLICIES:-visuomotor_dit_flow}
 STRATEGIES=${STRATEGIES:-temporal_ensembling receding_horizon}
 RESULTS=${RESULTS:-results}
 STAGES=${STAGES:-collect dataset train evaluate offline report}
+CAMERAS=${CAMERAS:-cam_high}
 CONFIGS=src/action_diffusion_policy/config
 
 BAGS=$WORK/bags/$TASK
@@ -49,10 +51,10 @@ EOF
 
 if want collect; then
   run collect python -m action_diffusion_bringup.collect --task "$TASK" --episodes "$EPISODES" \
-    --seed 0 --bag-dir "$BAGS" --real-time-factor 2 --force
+    --seed 0 --bag-dir "$BAGS" --cameras "$CAMERAS" --real-time-factor 2 --force
   # A few held-out demonstrations (seeds the training never sees) for the offline check.
   run collect_heldout python -m action_diffusion_bringup.collect --task "$TASK" --episodes 3 \
-    --seed 900 --bag-dir "$HELDOUT" --force
+    --seed 900 --bag-dir "$HELDOUT" --cameras "$CAMERAS" --force
 fi
 
 if want dataset; then
