@@ -9,6 +9,7 @@ cannot drift apart. Three bringups:
   (`policy:=false expert:=true`); optional recorder (`recorder:=true`).
 - `real`: a real dual-arm robot (`robot:=aloha|piper|ur5e|fr3`) whose drivers and cameras are
   already running: unified state node, policy node, action executor, optional recorder.
+  `embodiment:=PATH` runs a user's own embodiment YAML instead of the robot's shipped one.
 - `record`: a real robot teleoperated by a person: unified state node and recorder.
 
 Parameters live in YAML files under `config/` (`node_name: ros__parameters:`); a node spec
@@ -100,6 +101,14 @@ class Bringup:
     arguments: tuple[Argument, ...] = field(default_factory=tuple)
 
 
+_EMBODIMENT_ARGUMENT = Argument(
+    "embodiment",
+    "",
+    "Your own embodiment YAML (a path): replaces robot:='s shipped one, so a new robot or "
+    "changed topics need no edit of installed files (docs/PORTING.md).",
+)
+
+
 def _bool_argument(name: str, default: bool, description: str) -> Argument:
     return Argument(name, "true" if default else "false", description, BOOLEANS)
 
@@ -165,6 +174,7 @@ BRINGUPS: dict[str, Bringup] = {
                 "limits; unified_action_space config/embodiments/<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
+            _EMBODIMENT_ARGUMENT,
             _bool_argument("policy", True, "Run the policy node + action executor."),
             _bool_argument("recorder", False, "Record every episode into a bag under bag_dir."),
             _bool_argument(
@@ -186,6 +196,7 @@ BRINGUPS: dict[str, Bringup] = {
                 "included (unified_action_space config/embodiments/<robot>.yaml).",
                 tuple(ROBOT_EMBODIMENTS),
             ),
+            _EMBODIMENT_ARGUMENT,
             Argument("task", "transfer_cube", "Task name stored in each bag's metadata."),
             Argument("instruction", "", "Language instruction stored in each bag's metadata."),
             Argument(
@@ -296,12 +307,35 @@ def check_checkpoint(path: str) -> Path:
 CAMERA_TOPIC_CONVENTION = "/cameras/{name}/image_raw"
 
 
-def robot_cameras(robot: str) -> dict[str, Any]:
-    """Camera name -> ``CameraConfig`` of the robot, from its embodiment YAML's ``cameras``."""
+def robot_embodiment(args: Mapping[str, str]) -> str:
+    """The embodiment a real or record bringup runs: ``embodiment:=PATH`` (absolute, checked to
+    load) when given, else the shipped one of ``robot:=``."""
+    path = args.get("embodiment", "")
+    if not path:
+        return ROBOT_EMBODIMENTS[args["robot"]]
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise BringupError(
+            f"embodiment:={path}: no such file ({resolved}); pass the path of an embodiment "
+            "YAML (copy one from unified_action_space config/embodiments/, see docs/PORTING.md)"
+        )
     from unified_action_space import EmbodimentConfigError, load_embodiment
 
     try:
-        embodiment = load_embodiment(ROBOT_EMBODIMENTS[robot], kinematics=False)
+        load_embodiment(resolved, kinematics=False)
+    except EmbodimentConfigError as error:
+        raise BringupError(f"embodiment:={path}: {error}") from None
+    return str(resolved)
+
+
+def robot_cameras(robot: str, embodiment_name: str | None = None) -> dict[str, Any]:
+    """Camera name -> ``CameraConfig`` of the robot, from its embodiment YAML's ``cameras``
+    (``embodiment_name``: a name or path that replaces the robot's shipped YAML)."""
+    from unified_action_space import EmbodimentConfigError, load_embodiment
+
+    try:
+        embodiment = load_embodiment(embodiment_name or ROBOT_EMBODIMENTS[robot],
+                                     kinematics=False)  # fmt: skip
     except EmbodimentConfigError as error:
         raise BringupError(f"robot {robot!r}: {error}") from None
     if not embodiment.cameras:
@@ -312,9 +346,9 @@ def robot_cameras(robot: str) -> dict[str, Any]:
     return dict(embodiment.cameras)
 
 
-def camera_topics(robot: str) -> dict[str, str]:
+def camera_topics(robot: str, embodiment_name: str | None = None) -> dict[str, str]:
     """Camera name -> image topic of the robot's driver, from its embodiment YAML."""
-    return {name: camera.topic for name, camera in robot_cameras(robot).items()}
+    return {name: camera.topic for name, camera in robot_cameras(robot, embodiment_name).items()}
 
 
 def camera_remappings(cameras: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -346,8 +380,8 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
         state_files: tuple[str, ...] = ("unified_state.yaml", "sim.yaml")
         executor_files: tuple[str, ...] = ("executor.yaml",)
     else:
-        embodiment = ROBOT_EMBODIMENTS[args["robot"]]
-        cameras_remapped = camera_remappings(robot_cameras(args["robot"]))
+        embodiment = robot_embodiment(args)
+        cameras_remapped = camera_remappings(robot_cameras(args["robot"], embodiment))
         recorder_files = ("recorder.yaml", "real.yaml")
         policy_files = ("policy.yaml",)
         state_files = ("unified_state.yaml",)

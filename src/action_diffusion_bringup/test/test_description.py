@@ -311,3 +311,30 @@ def test_node_command_spells_out_files_parameters_and_remaps(checkpoint, tmp_pat
 def test_parameter_values_keep_their_type_on_the_command_line(value, text):
     assert d.format_parameter_value(value) == text
     assert yaml.safe_load(text) == value
+
+
+def test_embodiment_path_replaces_the_shipped_yaml(tmp_path, checkpoint):
+    data = yaml.safe_load(resolve_embodiment_path("piper").read_text())
+    data["name"] = "my_piper"
+    data["cameras"]["cam_high"]["topic"] = "/front/color/image_raw"
+    mine = tmp_path / "my_piper.yaml"
+    mine.write_text(yaml.safe_dump(data))
+    for bringup, given in (("real", {"checkpoint": str(checkpoint), "recorder": "true"}),
+                           ("record", {})):
+        specs = d.describe(bringup, {"robot": "piper", "embodiment": str(mine), **given})
+        for spec in specs:
+            assert spec.parameter_dict["embodiment"] == str(mine.resolve())
+        recorder = specs[-1]
+        assert ("/cameras/cam_high/image_raw", "/front/color/image_raw") in recorder.remappings
+    shipped = d.describe("record", {"robot": "piper"})
+    assert shipped[0].parameter_dict["embodiment"] == "piper"
+
+
+def test_a_bad_embodiment_path_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(BringupError, match=r"embodiment:=.*nope\.yaml: no such file.*PORTING"):
+        d.describe("record", {"embodiment": str(tmp_path / "nope.yaml")})
+    data = yaml.safe_load(resolve_embodiment_path("piper").read_text())
+    data["arms"]["right"]["command_type"] = "std_msgs/msg/String"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(BringupError, match=r"embodiment:=.*bad\.yaml.*command_type"):
+        d.describe("record", {"embodiment": str(tmp_path / "bad.yaml")})
