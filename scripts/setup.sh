@@ -112,16 +112,67 @@ source "$VENV/bin/activate"
 if [ "$SYSTEM_ROS" = 0 ]; then
   export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 fi
-src_hash=$(find src colcon.meta -type f \( -name '*.py' -o -name '*.msg' -o -name '*.srv' -o -name '*.txt' \
-  -o -name '*.xml' -o -name '*.cfg' -o -name '*.yaml' -o -name '*.meta' -o -name '*.json' -o -path '*/resource/*' \) \
-  -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
-if ! stamp_ok build "$src_hash" || [ ! -f install/local_setup.bash ]; then
+# Driver stand-ins (src/driver_standins/, TEST ONLY): each mirrors a vendor interface package
+# that cannot be installed here. Where the real package is importable from the underlay (the
+# robot PC's ROS installation, or the venv), i.e. with this workspace's own install/ and build/
+# off the paths, the stand-in is skipped and any copy of it left in install/ from an earlier
+# build is removed, so the real package is the one found.
+standin_skip=()
+standins=()
+for d in src/driver_standins/*/; do
+  [ -f "$d/package.xml" ] && standins+=("$(basename "$d")")
+done
+if [ "${#standins[@]}" -gt 0 ]; then
+  underlay_only() { # $1: a ':'-separated path list; prints it without entries in this workspace's install/ or build/
+    printf '%s' "$1" | tr ':' '\n' | grep -v -e "^$ROOT/install\(/\|$\)" -e "^$ROOT/build\(/\|$\)" | grep -v '^$' | paste -sd: - || true
+  }
+  mapfile -t found < <(cd / && env PYTHONPATH="$(underlay_only "${PYTHONPATH:-}")" \
+    AMENT_PREFIX_PATH="$(underlay_only "${AMENT_PREFIX_PATH:-}")" "$VENV/bin/python" - "${standins[@]}" <<'PY' 2>>"$LOG"
+import importlib, os, pathlib, sys
+for name in sys.argv[1:]:
+    try:
+        mod = importlib.import_module(name)
+    except Exception:
+        continue
+    if not getattr(mod, "__file__", None):  # a bare namespace directory, not a package
+        continue
+    # Another checkout's install/ of these same stand-ins does not count as the real package.
+    # (Walk up from the path as imported: a --symlink-install links the module into build/.)
+    here = pathlib.Path(os.path.abspath(mod.__file__))
+    xml = next((q / "share" / name / "package.xml" for q in here.parents
+                if (q / "share" / name / "package.xml").is_file()), None)
+    if xml is not None and "TEST STAND-IN" in xml.read_text(errors="replace"):
+        continue
+    print(name)
+PY
+  )
+  for pkg in "${found[@]}"; do
+    step "$pkg: using the installed package, skipping the test stand-in"
+    standin_skip+=("$pkg")
+    rm -rf "install/$pkg" "build/colcon/$pkg"
+  done
+fi
+skip_args=()
+if [ "${#standin_skip[@]}" -gt 0 ]; then
+  skip_args=(--packages-skip "${standin_skip[@]}")
+fi
+
+src_hash=$(find src colcon.meta -type f \( -name '*.py' -o -name '*.msg' -o -name '*.srv' -o -name '*.action' \
+  -o -name '*.txt' -o -name '*.xml' -o -name '*.cfg' -o -name '*.yaml' -o -name '*.meta' -o -name '*.json' \
+  -o -path '*/resource/*' \) -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+# Which stand-ins are skipped is part of what was built.
+build_key="$src_hash${standin_skip[*]:+ skip:${standin_skip[*]}}"
+# One colcon worker per core (colcon-cmake adds -jN -lN per package, so the load stays near the
+# core count); COLCON_PARALLEL_WORKERS overrides.
+workers="${COLCON_PARALLEL_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
+if ! stamp_ok build "$build_key" || [ ! -f install/local_setup.bash ]; then
   step "colcon build"
   rm -f "$STAMPS/build"
   colcon --log-base build/colcon-log build --symlink-install --metas colcon.meta \
-    --build-base build/colcon --install-base install \
+    --build-base build/colcon --install-base install --parallel-workers "$workers" \
+    ${skip_args[@]+"${skip_args[@]}"} \
     --event-handlers console_direct- >>"$LOG" 2>&1 ||
     fail "colcon build (see build/colcon-log/latest_build)" "read the first error in $LOG; fix the package it names"
-  stamp_set build "$src_hash"
+  stamp_set build "$build_key"
 fi
 step "ready"
