@@ -16,7 +16,7 @@ from unified_action_space import (
     list_embodiments,
     load_embodiment,
 )
-from unified_action_space.embodiment import COMMAND_TYPES, resolve_embodiment_path
+from unified_action_space.embodiment import OUTPUT_TYPES, resolve_embodiment_path
 from unified_action_space.layout import slot_index
 
 SHIPPED = ("aloha", "aloha_sim", "piper", "ur5e", "fr3")
@@ -50,7 +50,7 @@ def test_shipped_embodiment_basics(embodiments, name):
     assert np.all(lim[grip] >= 0) and np.all(lim[grip] <= 1)
     assert np.all(emb.max_velocity_unified > 0)
     for arm in emb.arms:
-        assert arm.command_type in COMMAND_TYPES
+        assert all(o.type in OUTPUT_TYPES for o in arm.command_outputs)
         assert arm.joint_state_topic.startswith("/") and arm.command_topic.startswith("/")
     # Only the ALOHA configs carry a kinematic model; the others mask the EEF slots out.
     eef = [slot_index("right_eef_pos_x"), slot_index("left_eef_rot6d_5")]
@@ -64,10 +64,16 @@ def test_aloha_contract_from_architecture(embodiments):
         for side in ("left", "right"):
             arm = emb.arm(side)
             assert arm.joint_state_topic == f"/follower_{side}/joint_states"
-            assert arm.command_topic == f"/follower_{side}/commands/joint_positions"
-            assert arm.command_type == "std_msgs/msg/Float64MultiArray"
-            assert arm.command_joint_names == tuple(ALOHA_NAMES[:7])
-            assert arm.joint("left_finger").gripper_range == (0.01844, 0.058)
+            if name == "aloha_sim":
+                assert arm.command_topic == f"/follower_{side}/commands/joint_positions"
+                assert arm.command_type == "std_msgs/msg/Float64MultiArray"
+                assert arm.command_joint_names == tuple(ALOHA_NAMES[:7])
+                assert arm.joint("left_finger").gripper_range == (0.01844, 0.058)
+            else:  # the Interbotix xs_sdk driver: arm group + gripper joint in rad
+                assert [o.topic for o in arm.command_outputs] == [
+                    f"/follower_{side}/commands/joint_group",
+                    f"/follower_{side}/commands/joint_single"]  # fmt: skip
+                assert arm.command_joint_names == (*ALOHA_NAMES[:6], "gripper")
         assert emb.control_frequency == 50.0
 
 
@@ -332,7 +338,7 @@ def _write(tmp_path: Path, data) -> Path:
 # Camera name -> driver topic of every shipped embodiment (what the bringup remapped to before
 # the table moved into the embodiment YAML).
 SHIPPED_CAMERAS = {
-    "aloha": "/cameras/{}/image_raw",
+    "aloha": "/{}/camera/color/image_rect_raw",
     "aloha_sim": "/cameras/{}/image_raw",
     "ur5e": "/cameras/{}/color/image_raw",
     "fr3": "/cameras/{}/color/image_raw",

@@ -23,6 +23,15 @@ YAML schema (every key is checked; unknown keys are errors so typos surface)::
         command_topic: /follower_left/commands/joint_positions
         command_type: std_msgs/msg/Float64MultiArray
         command_joint_names: [waist, ..., left_finger]   # driver order
+        # or, for a driver with several inputs (arm group + gripper), each in its own type:
+        # command_outputs:
+        #   - {topic: /follower_left/commands/joint_group,
+        #      type: interbotix_xs_msgs/msg/JointGroupCommand, name: arm, joints: [waist, ...]}
+        #   - {topic: /follower_left/commands/joint_single,
+        #      type: interbotix_xs_msgs/msg/JointSingleCommand, joints: [gripper]}
+        # (OUTPUT_TYPES lists the types; CommandOutput documents each key)
+        # extra_joint_state_topics: [...]  # more JointState topics merged into the arm's state
+        # enable_topic: /enable_flag        # std_msgs/Bool true when the executor is enabled
         joints:
           waist: {position_slot: left_arm_joint_0_pos, velocity_slot: left_arm_joint_0_vel,
                   position_limits: [-3.14158, 3.14158], velocity_limit: 3.14159}
@@ -66,6 +75,15 @@ FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
 JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY, JOINT_STATE)
+# Vendor interfaces a command output may also use (``command_outputs``). Their packages come from
+# the robot PC's ROS installation; src/driver_standins/ builds test stand-ins where they are not.
+JOINT_GROUP_COMMAND = "interbotix_xs_msgs/msg/JointGroupCommand"  # Interbotix xs_sdk arm group
+JOINT_SINGLE_COMMAND = "interbotix_xs_msgs/msg/JointSingleCommand"  # Interbotix gripper (rad)
+GRIPPER_COMMAND_ACTION = "control_msgs/action/GripperCommand"  # Robotiq (UR), Franka Hand
+OUTPUT_TYPES = (*COMMAND_TYPES, JOINT_GROUP_COMMAND, JOINT_SINGLE_COMMAND,
+                GRIPPER_COMMAND_ACTION)  # fmt: skip
+# Types a ros2_control controller takes (forward_command_controller, joint_trajectory_controller).
+CONTROLLER_TYPES = (FLOAT64_ARRAY, JOINT_TRAJECTORY)
 ARM_NAMES = ("right", "left")
 # Camera ``type`` in the YAML -> the message type the driver publishes on the camera's topic.
 CAMERA_TYPES = {
@@ -185,25 +203,147 @@ class JointConfig:
 
 
 @dataclass(frozen=True)
+class CommandOutput:
+    """One message stream (or action) the executor drives a driver with.
+
+    Attributes:
+        topic: topic (or, for an action type, the action name) the driver listens on.
+        type: one of ``OUTPUT_TYPES``.
+        joints: the arm's joints this output carries, in the driver's order.
+        name: the driver's name for what is commanded: the JointGroupCommand group (``arm``) or
+            the JointSingleCommand joint (``gripper``; default: the one joint's name).
+        velocity, effort: JointState only: constant values sent per joint (PiPER reads the
+            gripper row of ``velocity`` as the speed percentage and of ``effort`` as the
+            gripper force in N).
+        stream: JointTrajectory only: send the rest of the chunk as a multi-point trajectory
+            (start on receipt) for the controller to interpolate at its own rate.
+        max_effort: GripperCommand only: the goal's ``max_effort`` (N), > 0.
+        controller_manager, controller: ros2_control only: before commanding, the executor asks
+            ``<controller_manager>/list_controllers`` that ``controller`` is active and claims
+            these joints.
+        min_interval: minimum seconds between two goals (actions only).
+        names: JointState / JointTrajectory only: the joint names written into the message,
+            when the driver version expects other names than the state's (default: joints).
+    """
+
+    topic: str
+    type: str
+    joints: tuple[str, ...]
+    name: str = ""
+    velocity: tuple[float, ...] | None = None
+    effort: tuple[float, ...] | None = None
+    stream: bool = False
+    max_effort: float = 0.0
+    controller_manager: str = ""
+    controller: str = ""
+    min_interval: float = 0.1
+    names: tuple[str, ...] | None = None
+    where: str = "<output>"
+
+    def __post_init__(self) -> None:
+        w = self.where
+        if not isinstance(self.topic, str) or not self.topic:
+            raise EmbodimentConfigError(f"{w}.topic: must be a topic name, got {self.topic!r}")
+        if self.type not in OUTPUT_TYPES:
+            raise EmbodimentConfigError(
+                f"{w}.type: {self.type!r} not supported; use one of {list(OUTPUT_TYPES)}"
+            )
+        if not self.joints:
+            raise EmbodimentConfigError(f"{w}.joints: missing or empty")
+        single = (JOINT_SINGLE_COMMAND, GRIPPER_COMMAND_ACTION)
+        if self.type in single and len(self.joints) != 1:
+            raise EmbodimentConfigError(
+                f"{w}.joints: a {self.type} carries exactly one joint, got {list(self.joints)}"
+            )
+        if self.type == JOINT_GROUP_COMMAND and not self.name:
+            raise EmbodimentConfigError(
+                f"{w}.name: missing; a JointGroupCommand names the driver's joint group "
+                "(e.g. arm)"
+            )
+        for key in ("velocity", "effort"):
+            values = getattr(self, key)
+            if values is None:
+                continue
+            if self.type != JOINT_STATE:
+                raise EmbodimentConfigError(f"{w}.{key}: only a {JOINT_STATE} output fills it")
+            if len(values) != len(self.joints):
+                raise EmbodimentConfigError(
+                    f"{w}.{key}: {len(values)} values for {len(self.joints)} joints "
+                    f"{list(self.joints)}"
+                )
+        if self.stream and self.type != JOINT_TRAJECTORY:
+            raise EmbodimentConfigError(f"{w}.stream: only a {JOINT_TRAJECTORY} output streams")
+        if self.type == GRIPPER_COMMAND_ACTION:
+            if not (math.isfinite(self.max_effort) and self.max_effort > 0):
+                raise EmbodimentConfigError(
+                    f"{w}.max_effort: a GripperCommand goal needs a force limit > 0 N, got "
+                    f"{self.max_effort!r}"
+                )
+        elif self.max_effort:
+            raise EmbodimentConfigError(f"{w}.max_effort: only a GripperCommand output uses it")
+        if bool(self.controller) != bool(self.controller_manager):
+            raise EmbodimentConfigError(
+                f"{w}: give controller and controller_manager together (the controller is "
+                "checked through <controller_manager>/list_controllers)"
+            )
+        if self.controller and self.type not in CONTROLLER_TYPES:
+            raise EmbodimentConfigError(
+                f"{w}.controller: a {self.type} output is not a ros2_control controller's"
+            )
+        if not (math.isfinite(self.min_interval) and self.min_interval >= 0):
+            raise EmbodimentConfigError(f"{w}.min_interval: must be >= 0 s")
+        if self.names is not None:
+            if self.type not in (JOINT_STATE, JOINT_TRAJECTORY):
+                raise EmbodimentConfigError(f"{w}.names: a {self.type} carries no joint names")
+            if len(self.names) != len(self.joints):
+                raise EmbodimentConfigError(
+                    f"{w}.names: {len(self.names)} names for {len(self.joints)} joints"
+                )
+
+    @property
+    def message_joint_names(self) -> tuple[str, ...]:
+        return self.joints if self.names is None else self.names
+
+    @property
+    def is_action(self) -> bool:
+        return "/action/" in self.type
+
+    @property
+    def driver_name(self) -> str:
+        """JointGroupCommand / JointSingleCommand ``name``."""
+        return self.name or self.joints[0]
+
+
+@dataclass(frozen=True)
 class ArmConfig:
     """One arm: topics, command format, and its joints.
 
     Attributes:
         name: "left" or "right" (a single-arm robot uses "right", as in RDT).
         joint_state_topic: sensor_msgs/JointState topic the driver publishes.
-        command_topic: topic the executor publishes commands on.
-        command_type: one of ``COMMAND_TYPES``.
-        command_joint_names: joints in the order the driver expects them in a command.
+        extra_joint_state_topics: more JointState topics whose joints complete the arm's state
+            (FR3: the fingers on ``franka_gripper/joint_states``); each is checked for
+            staleness on its own.
+        command_joint_names: the commanded joints, in the order of one command row.
         joints: every joint the state needs (all are required in each JointState).
+        command_outputs: the messages (or actions) the commands go out on; the short form
+            ``command_topic`` + ``command_type`` is one output carrying every commanded joint.
+        enable_topic: std_msgs/Bool topic that gets ``true`` when the executor is enabled
+            (PiPER's ``enable_flag``: its driver ignores commands until enabled).
+        joint_name_variants: the same joints as other driver versions name them (one list per
+            version, in ``joints`` order): a JointState that lacks the joints' own names is
+            read by the first variant it has all names of (PiPER: joint0..joint6).
         where: "file: key" prefix for error messages.
     """
 
     name: str
     joint_state_topic: str
-    command_topic: str
-    command_type: str
     command_joint_names: tuple[str, ...]
     joints: tuple[JointConfig, ...]
+    command_outputs: tuple[CommandOutput, ...]
+    extra_joint_state_topics: tuple[str, ...] = ()
+    enable_topic: str = ""
+    joint_name_variants: tuple[tuple[str, ...], ...] = ()
     where: str = "<arm>"
 
     def __post_init__(self) -> None:
@@ -212,15 +352,19 @@ class ArmConfig:
             raise EmbodimentConfigError(
                 f"{w}: arm name {self.name!r} not allowed; use one of {list(ARM_NAMES)}"
             )
-        for key in ("joint_state_topic", "command_topic"):
-            value = getattr(self, key)
+        for value in (self.joint_state_topic, *self.extra_joint_state_topics):
             if not isinstance(value, str) or not value:
-                raise EmbodimentConfigError(f"{w}.{key}: must be a topic name, got {value!r}")
-        if self.command_type not in COMMAND_TYPES:
-            raise EmbodimentConfigError(
-                f"{w}.command_type: {self.command_type!r} not supported; use one of "
-                f"{list(COMMAND_TYPES)}"
-            )
+                raise EmbodimentConfigError(
+                    f"{w}.joint_state_topic: must be a topic name, got {value!r}"
+                )
+        for variant in self.joint_name_variants:
+            if len(variant) != len(self.joints) or len(set(variant)) != len(variant):
+                raise EmbodimentConfigError(
+                    f"{w}.joint_name_variants: {list(variant)} must name each of the "
+                    f"{len(self.joints)} joints {[j.name for j in self.joints]} once, in order"
+                )
+        if len(set(self.joint_state_topics)) != len(self.joint_state_topics):
+            raise EmbodimentConfigError(f"{w}.extra_joint_state_topics: a topic is listed twice")
         if not self.joints:
             raise EmbodimentConfigError(f"{w}.joints: at least one joint is needed")
         names = [j.name for j in self.joints]
@@ -242,6 +386,44 @@ class ArmConfig:
             if name in seen:
                 raise EmbodimentConfigError(f"{w}.command_joint_names: {name!r} listed twice")
             seen.add(name)
+        if not self.command_outputs:
+            raise EmbodimentConfigError(f"{w}.command_outputs: at least one output is needed")
+        carried: dict[str, str] = {}
+        for out in self.command_outputs:
+            for joint in out.joints:
+                if joint not in seen:
+                    raise EmbodimentConfigError(
+                        f"{out.where}.joints: {joint!r} is not a commanded joint "
+                        f"{list(self.command_joint_names)}"
+                    )
+                if joint in carried:
+                    raise EmbodimentConfigError(
+                        f"{out.where}.joints: {joint!r} is already sent on {carried[joint]}"
+                    )
+                carried[joint] = out.topic
+        unsent = [n for n in self.command_joint_names if n not in carried]
+        if unsent:
+            raise EmbodimentConfigError(
+                f"{w}.command_outputs: commanded joint(s) {unsent} go out on no output"
+            )
+
+    @property
+    def joint_state_topics(self) -> tuple[str, ...]:
+        """Every JointState topic the arm's state is merged from, the main one first."""
+        return (self.joint_state_topic, *self.extra_joint_state_topics)
+
+    @property
+    def command_topic(self) -> str:
+        """The first output's topic (the only one in the short form)."""
+        return self.command_outputs[0].topic
+
+    @property
+    def command_type(self) -> str:
+        return self.command_outputs[0].type
+
+    def output_columns(self, output: CommandOutput) -> np.ndarray:
+        """Where ``output``'s joints sit in a command row (``command_joint_names`` order)."""
+        return np.array([self.command_joint_names.index(j) for j in output.joints], dtype=np.intp)
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -360,6 +542,11 @@ class _ArmMap:
         if cached is not None:
             return cached
         lookup = {n: i for i, n in enumerate(key)}
+        if any(n not in lookup for n in self.joint_names):
+            for variant in self.arm.joint_name_variants:  # another driver version's names
+                if all(n in lookup for n in variant):
+                    lookup = {n: lookup[v] for n, v in zip(self.joint_names, variant)}
+                    break
         missing = [n for n in self.joint_names if n not in lookup]
         if missing:
             raise JointStateError(
@@ -814,7 +1001,11 @@ def _as_float_array(values: Any, n: int, arm: str, what: str) -> np.ndarray:
 
 _TOP_KEYS = {"name", "description", "control_frequency", "kinematics", "arms", "cameras"}
 _CAMERA_KEYS = {"topic", "type"}
-_ARM_KEYS = {"joint_state_topic", "command_topic", "command_type", "command_joint_names", "joints"}
+_ARM_KEYS = {"joint_state_topic", "extra_joint_state_topics", "command_topic", "command_type",
+             "command_joint_names", "command_outputs", "enable_topic", "joint_name_variants",
+             "joints"}  # fmt: skip
+_OUTPUT_KEYS = {"topic", "type", "joints", "name", "velocity", "effort", "stream", "max_effort",
+                "controller_manager", "controller", "min_interval", "names"}  # fmt: skip
 _JOINT_KEYS = {"position_slot", "velocity_slot", "position_limits", "velocity_limit",
                "gripper_range"}  # fmt: skip
 _KIN_KEYS = {"type", "model", "model_package", "arms"}
@@ -872,25 +1063,114 @@ def _parse_joint(name: str, data: Any, where: str) -> JointConfig:
     )
 
 
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise EmbodimentConfigError(f"{where}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _numbers(value: Any, where: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        raise EmbodimentConfigError(f"{where}: expected a list of finite numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _parse_output(data: Any, where: str) -> CommandOutput:
+    _check_keys(data, _OUTPUT_KEYS, where, required={"topic", "type", "joints"})
+    for key in ("name", "controller_manager", "controller"):
+        if not isinstance(data.get(key, ""), str):
+            raise EmbodimentConfigError(f"{where}.{key}: expected a string")
+    for key in ("max_effort", "min_interval"):
+        value = data.get(key, 0.0 if key == "max_effort" else 0.1)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise EmbodimentConfigError(f"{where}.{key}: expected a number, got {value!r}")
+    if not isinstance(data.get("stream", False), bool):
+        raise EmbodimentConfigError(f"{where}.stream: expected true or false")
+    return CommandOutput(
+        topic=data["topic"],
+        type=data["type"],
+        joints=_names(data["joints"], f"{where}.joints"),
+        name=data.get("name", ""),
+        velocity=_numbers(data.get("velocity"), f"{where}.velocity"),
+        effort=_numbers(data.get("effort"), f"{where}.effort"),
+        stream=data.get("stream", False),
+        max_effort=float(data.get("max_effort", 0.0)),
+        controller_manager=data.get("controller_manager", ""),
+        controller=data.get("controller", ""),
+        min_interval=float(data.get("min_interval", 0.1)),
+        names=_names(data["names"], f"{where}.names") if "names" in data else None,
+        where=where,
+    )
+
+
 def _parse_arm(name: str, data: Any, where: str) -> ArmConfig:
-    _check_keys(data, _ARM_KEYS, where, required=_ARM_KEYS)
+    _check_keys(data, _ARM_KEYS, where, required={"joint_state_topic", "joints"})
     joints_data = data["joints"]
     _check_keys(joints_data, set(joints_data or {}), f"{where}.joints")
     joints = tuple(
         _parse_joint(jn, jd, f"{where}.joints.{jn}") for jn, jd in joints_data.items()
     )
-    cmd_names = data["command_joint_names"]
-    if not isinstance(cmd_names, list) or not all(isinstance(n, str) for n in cmd_names):
-        raise EmbodimentConfigError(
-            f"{where}.command_joint_names: expected a list of joint names, got {cmd_names!r}"
+    short = [k for k in ("command_topic", "command_type") if k in data]
+    if "command_outputs" in data:
+        if short:
+            raise EmbodimentConfigError(
+                f"{where}.{short[0]}: give either command_outputs or command_topic + "
+                "command_type, not both"
+            )
+        outputs_data = data["command_outputs"]
+        if not isinstance(outputs_data, list) or not outputs_data:
+            raise EmbodimentConfigError(
+                f"{where}.command_outputs: expected a list of outputs "
+                "({topic, type, joints, ...}), got {outputs_data!r}"
+            )
+        outputs = tuple(
+            _parse_output(o, f"{where}.command_outputs[{i}]") for i, o in enumerate(outputs_data)
         )
+        cmd_names = (
+            _names(data["command_joint_names"], f"{where}.command_joint_names")
+            if "command_joint_names" in data
+            else tuple(dict.fromkeys(j for o in outputs for j in o.joints))  # each joint once
+        )
+    else:
+        for key in ("command_topic", "command_type", "command_joint_names"):
+            if key not in data:
+                raise EmbodimentConfigError(
+                    f"{where}.{key}: missing (or give command_outputs instead)"
+                )
+        cmd_names = _names(data["command_joint_names"], f"{where}.command_joint_names")
+        if data["command_type"] not in COMMAND_TYPES:
+            raise EmbodimentConfigError(
+                f"{where}.command_type: {data['command_type']!r} not supported; use one of "
+                f"{list(COMMAND_TYPES)} (vendor types go in command_outputs)"
+            )
+        outputs = (
+            CommandOutput(
+                topic=data["command_topic"],
+                type=data["command_type"],
+                joints=cmd_names,
+                where=f"{where}.command_topic",
+            ),
+        )
+    extra = data.get("extra_joint_state_topics", [])
+    enable_topic = data.get("enable_topic", "")
+    if not isinstance(enable_topic, str):
+        raise EmbodimentConfigError(f"{where}.enable_topic: expected a topic name")
     return ArmConfig(
         name=str(name),
         joint_state_topic=data["joint_state_topic"],
-        command_topic=data["command_topic"],
-        command_type=data["command_type"],
-        command_joint_names=tuple(cmd_names),
+        command_joint_names=cmd_names,
         joints=joints,
+        command_outputs=outputs,
+        extra_joint_state_topics=_names(extra, f"{where}.extra_joint_state_topics"),
+        enable_topic=enable_topic,
+        joint_name_variants=tuple(
+            _names(v, f"{where}.joint_name_variants[{i}]")
+            for i, v in enumerate(data.get("joint_name_variants", []))
+        ),
         where=where,
     )
 

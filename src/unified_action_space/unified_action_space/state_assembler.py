@@ -69,49 +69,77 @@ class StateAssembler:
         self.embodiment = embodiment
         self.stale_timeout_ns = int(stale_timeout * 1e9)
         self.fk = bool(fk)
-        self._latest: dict[str, ArmReading] = {}
+        # (arm, topic) -> its latest reading; an arm may merge several topics (FR3's fingers).
+        self._latest: dict[tuple[str, str], ArmReading] = {}
+        self._inputs = [(a.name, t) for a in embodiment.arms for t in a.joint_state_topics]
 
-    def update(self, arm: str, names, positions, velocities, stamp, received_ns: int) -> None:
-        """Store ``arm``'s newest joint state (``velocities`` None: no velocities)."""
+    def update(
+        self, arm: str, names, positions, velocities, stamp, received_ns: int,
+        topic: str | None = None,
+    ) -> None:  # fmt: skip
+        """Store ``arm``'s newest joint state (``velocities`` None: no velocities) from
+        ``topic`` (default: the arm's ``joint_state_topic``)."""
         if arm not in self.embodiment.arm_names:
             raise ValueError(
                 f"arm {arm!r} is not an arm of embodiment {self.embodiment.name!r} "
                 f"({list(self.embodiment.arm_names)})"
             )
-        self._latest[arm] = ArmReading(names, positions, velocities, stamp, int(received_ns))
+        topics = self.embodiment.arm(arm).joint_state_topics
+        topic = topics[0] if topic is None else topic
+        if topic not in topics:
+            raise ValueError(f"arm {arm!r} takes joint states on {list(topics)}, not {topic!r}")
+        self._latest[(arm, topic)] = ArmReading(
+            names, positions, velocities, stamp, int(received_ns)
+        )
 
     def clear(self) -> None:
         """Forget every arm (a new episode: the next complete set of states starts over)."""
         self._latest.clear()
 
-    def latest(self, arm: str) -> ArmReading | None:
-        return self._latest.get(arm)
+    def latest(self, arm: str, topic: str | None = None) -> ArmReading | None:
+        topic = self.embodiment.arm(arm).joint_state_topic if topic is None else topic
+        return self._latest.get((arm, topic))
 
     @property
     def complete(self) -> bool:
-        """Every arm has sent at least one joint state (fresh or not)."""
-        return len(self._latest) == len(self.embodiment.arms)
+        """Every arm has sent at least one joint state on each of its topics (fresh or not)."""
+        return len(self._latest) == len(self._inputs)
 
     def newest_stamp(self):
         """The newest stamp over the arms heard from; None before any."""
         return max((r.stamp for r in self._latest.values()), default=None)
 
     def problems(self, now_ns: int) -> dict[str, ArmProblem]:
-        """Arm name -> why it blocks the state, in the embodiment's arm order; empty when all
-        arms are fresh."""
+        """Arm name -> why it blocks the state (its first silent topic), in the embodiment's
+        arm order; empty when every topic of every arm is fresh."""
         out = {}
-        for arm in self.embodiment.arms:
-            latest = self._latest.get(arm.name)
+        for arm, topic in self._inputs:
+            if arm in out:
+                continue
+            latest = self._latest.get((arm, topic))
             if latest is None:
-                out[arm.name] = ArmProblem(
-                    MISSING, f"no joint state received on {arm.joint_state_topic}"
-                )
+                out[arm] = ArmProblem(MISSING, f"no joint state received on {topic}")
             elif now_ns - latest.received_ns > self.stale_timeout_ns:
                 age = (now_ns - latest.received_ns) / 1e9
-                out[arm.name] = ArmProblem(
-                    STALE, f"joint state on {arm.joint_state_topic} is stale ({age:.2f} s old)", age
+                out[arm] = ArmProblem(
+                    STALE, f"joint state on {topic} is stale ({age:.2f} s old)", age
                 )
         return out
+
+    def _merged(self, arm) -> tuple[Sequence[str], Any, Any]:
+        readings = [self._latest[(arm.name, t)] for t in arm.joint_state_topics]
+        if len(readings) == 1:
+            r = readings[0]
+            return r.names, r.positions, r.velocities
+        names = [n for r in readings for n in r.names]
+        positions = np.concatenate([np.asarray(r.positions, dtype=np.float64) for r in readings])
+        full = all(r.velocities is not None and len(r.velocities) == len(r.names)
+                   for r in readings)  # fmt: skip
+        velocities = (
+            np.concatenate([np.asarray(r.velocities, dtype=np.float64) for r in readings])
+            if full else None
+        )  # fmt: skip
+        return names, positions, velocities
 
     def assemble(self, now_ns: int) -> tuple[AssembledState | None, dict[str, ArmProblem]]:
         """``(state, {})`` when every arm is fresh, else ``(None, problems)``.
@@ -121,7 +149,7 @@ class StateAssembler:
         problems = self.problems(now_ns)
         if problems:
             return None, problems
-        inputs = {a: (r.names, r.positions, r.velocities) for a, r in self._latest.items()}
+        inputs = {arm.name: self._merged(arm) for arm in self.embodiment.arms}
         values, mask = self.embodiment.state_from_joint_states(inputs, fk=self.fk)
         return AssembledState(values, mask, self.newest_stamp()), {}
 

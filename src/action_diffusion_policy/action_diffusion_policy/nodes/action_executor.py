@@ -11,10 +11,16 @@ Subscribes:
   The measured state starts the hold command and the step limiter; with joint states it is
   taken only while every arm has sent one within ``stale_timeout``.
 Publishes:
-  each arm's ``command_topic`` with its ``command_type`` (Float64MultiArray, single-point
-  JointTrajectory or JointState), every tick while enabled and the measured state is known;
-  the held last command while no chunk covers "now" or the newest chunk is older than
-  ``chunk_timeout``.
+  each arm's ``command_outputs`` (the driver's own interfaces: Float64MultiArray, JointState,
+  JointTrajectory with one point or the streamed rest of the chunk, Interbotix
+  JointGroupCommand / JointSingleCommand; a control_msgs GripperCommand action goal when the
+  gripper target moves), every tick while enabled, the measured state is known and the driver
+  is ready; the held last command while no chunk covers "now" or the newest chunk is older than
+  ``chunk_timeout``. ``enable_topic`` (std_msgs/Bool true) while enabled.
+  Before any command, each output must have a subscriber (an action server), its ros2_control
+  controller must be active and claim its joints, and every gripper must read inside its
+  ``gripper_range``; otherwise nothing is sent, the log and ``/diagnostics`` (``driver``)
+  say which topic and what the driver expects, and ``~/enable`` is refused.
   ``/diagnostics`` diagnostic_msgs/DiagnosticArray, 1 Hz.
   ``heartbeat_topic``               std_msgs/Bool, when ``heartbeat_timeout`` > 0: the deadman;
                                    ``true`` messages keep it alive, silence or ``false`` for
@@ -35,8 +41,9 @@ chunk stamped further ahead of this node's clock is refused, counted as ``reject
 ``start_ramp_s`` and ``start_speed_fraction`` (the first motion after enabling, a reset or a
 lost heartbeat starts at that fraction of the velocity limits, reaching all of it after
 ``start_ramp_s``; 0 = no ramp), ``heartbeat_topic``, ``heartbeat_timeout`` (s; 0 = no heartbeat
-needed), ``estop_topic``. Real bringups start disabled, ramped, with the e-stop on ``/estop``
-(``real.yaml``).
+needed), ``estop_topic``, ``require_driver`` (false: skip the driver checks), ``stream_points``
+(points of a streamed JointTrajectory, >= 1). Real bringups start disabled, ramped, with the
+e-stop on ``/estop`` (``real.yaml``).
 The timer runs on ROS time (``use_sim_time`` works).
 """
 
@@ -56,6 +63,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from action_diffusion_msgs.msg import ActionChunk, UnifiedState
 from action_diffusion_policy.runtime import CHUNK_TOPIC
+from action_diffusion_policy.runtime import command_outputs as co
 from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
@@ -93,6 +101,8 @@ class ActionExecutorNode(Node):
         p("heartbeat_topic", "/deadman")
         p("heartbeat_timeout", 0.0)
         p("estop_topic", "/estop")
+        p("require_driver", True)
+        p("stream_points", 32)
         get = self._param
 
         self.embodiment = load_embodiment(get("embodiment"))
@@ -124,21 +134,21 @@ class ActionExecutorNode(Node):
         self.rate = float(rate)
         self.dt = 1.0 / self.rate
 
-        self._command_pubs = {
-            arm.name: self.create_publisher(
-                cv.command_msg_class(arm.command_type), arm.command_topic, QoSProfile(depth=10)
-            )
-            for arm in emb.arms
-        }
+        self.stream_points = int(get("stream_points"))
+        if self.stream_points < 1:
+            raise ValueError(f"parameter stream_points={self.stream_points}: must be >= 1")
+        self.step_s = 1.0 / emb.control_frequency  # the chunks' step period
+        self._outputs = _DriverOutputs(self, emb, bool(get("require_driver")))
         self.assembler = StateAssembler(emb, get("stale_timeout"), fk=False)  # no FK needed
         if state_source == "joint_states":
             for arm in emb.arms:
-                self.create_subscription(
-                    JointState,
-                    arm.joint_state_topic,
-                    lambda msg, name=arm.name: self._on_joint_state(name, msg),
-                    qos_profile_sensor_data,
-                )
+                for topic in arm.joint_state_topics:
+                    self.create_subscription(
+                        JointState,
+                        topic,
+                        lambda msg, name=arm.name, t=topic: self._on_joint_state(name, msg, t),
+                        qos_profile_sensor_data,
+                    )
         else:
             self.create_subscription(
                 UnifiedState, get("unified_state_topic"), self._on_unified_state,
@@ -173,7 +183,7 @@ class ActionExecutorNode(Node):
         return self.get_parameter(name).value
 
     # --- inputs ---------------------------------------------------------------------------
-    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+    def _on_joint_state(self, arm: str, msg: JointState, topic: str | None = None) -> None:
         try:
             js = joint_state_from_msg(msg)
         except ValueError as exc:  # positions and names of different lengths
@@ -182,7 +192,7 @@ class ActionExecutorNode(Node):
             return
         stamp, names, positions = js.stamp, js.names, js.positions
         now_ns = self.get_clock().now().nanoseconds
-        self.assembler.update(arm, names, positions, None, stamp, now_ns)
+        self.assembler.update(arm, names, positions, None, stamp, now_ns, topic)
         if not self.assembler.complete:
             return
         try:
@@ -198,7 +208,11 @@ class ActionExecutorNode(Node):
                 throttle_duration_sec=2.0,
             )
             return
-        self.core.set_measured(state.values[self.embodiment.action_slots])
+        self._set_measured(state.values[self.embodiment.action_slots])
+
+    def _set_measured(self, values) -> None:
+        self._outputs.check_grippers(values)
+        self.core.set_measured(values)
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
         try:
@@ -215,7 +229,7 @@ class ActionExecutorNode(Node):
                 throttle_duration_sec=2.0,
             )
             return
-        self.core.set_measured(values[slots])
+        self._set_measured(values[slots])
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
@@ -250,6 +264,12 @@ class ActionExecutorNode(Node):
             )
 
     def _on_enable(self, request, response):
+        problems = self._outputs.problems(force=True) if request.data else []
+        if problems:
+            response.success = False
+            response.message = "refused: the driver is not ready: " + "; ".join(problems)
+            self.get_logger().error(response.message)
+            return response
         response.success = self.core.set_enabled(request.data)
         if not response.success:
             response.message = (
@@ -265,6 +285,8 @@ class ActionExecutorNode(Node):
                 f"full speed after {self.core.start_ramp_s:g} s)"
             )
         self.get_logger().info(response.message)
+        if request.data:
+            self._outputs.publish_enable()
         return response
 
     def _on_heartbeat(self, msg: Bool) -> None:
@@ -295,6 +317,14 @@ class ActionExecutorNode(Node):
     def _tick(self) -> None:
         self._tick_wall.append(time.monotonic())
         now = self.get_clock().now().nanoseconds * 1e-9
+        problems = self._outputs.problems() if self.core.enabled else []
+        if problems:  # nothing goes out; when the driver is back, start again from the arm
+            self.core.restart_from_measured()
+            self.get_logger().error(
+                "not commanding, the driver is not ready: " + "; ".join(problems),
+                throttle_duration_sec=5.0,
+            )
+            return
         command, status = self.core.tick(now)
         self._last_status = status
         if command is None:
@@ -311,12 +341,12 @@ class ActionExecutorNode(Node):
                 f"{status.hold_duration:.2f} s (newest chunk {status.chunk_age:.2f} s old)",
                 throttle_duration_sec=2.0,
             )
+        trajectories = None
+        if self._outputs.streaming and self.stream_points > 1:
+            rows = self.core.preview(now, command, status, self.stream_points, self.step_s)
+            trajectories = self.embodiment.commands_from_actions(rows, self.core.slot_indices)
         commands = self.embodiment.commands_from_actions(command, self.core.slot_indices)
-        for arm in self.embodiment.arms:
-            msg = cv.command_to_msg(
-                arm.command_type, commands[arm.name], arm.command_joint_names, now, self.dt
-            )
-            self._command_pubs[arm.name].publish(msg)
+        self._outputs.send(commands, now, self.dt, trajectories, self.step_s)
         self._n_published += 1
 
     def _publish_diagnostics(self) -> None:
@@ -326,6 +356,7 @@ class ActionExecutorNode(Node):
             "rate_hz": f"{1.0 / ticks.mean():.2f}" if ticks is not None else "n/a",
             "target_rate_hz": f"{self.rate:g}",
             "enabled": str(self.core.enabled),
+            "driver": "; ".join(self._outputs.last_problems) or "ready",
             "estopped": str(self.core.estopped),
             "speed_scale": f"{status.speed_scale:.2f}" if status else "n/a",
             "holding": str(bool(status and status.holding)),
@@ -347,6 +378,8 @@ class ActionExecutorNode(Node):
             level, message = DiagnosticStatus.ERROR, "e-stop"
         elif not self.core.enabled:
             message = "disabled"
+        elif self._outputs.last_problems:
+            level, message = DiagnosticStatus.ERROR, "driver not ready"
         elif status is None or not status.commanded:
             level, message = DiagnosticStatus.WARN, "no joint state yet"
         elif status.holding:
@@ -363,6 +396,147 @@ class ActionExecutorNode(Node):
             )
         ]
         self._diag_pub.publish(diag)
+        if self.core.enabled:
+            self._outputs.publish_enable()  # a driver restarted since still gets enabled
+
+
+class _DriverOutputs:
+    """Every arm's command outputs: publishers and action clients, what is sent per tick, and
+    the checks that the driver can take it (subscribers, controllers, gripper ranges)."""
+
+    CHECK_PERIOD_S = 0.5  # wall time between subscriber checks (cheap rcl calls)
+    GRIPPER_MARGIN = 0.05  # how far (of the range) a gripper may read outside gripper_range
+
+    def __init__(self, node: Node, embodiment, require_driver: bool):
+        from action_msgs.msg import GoalStatus  # noqa: F401  (fails early without action_msgs)
+        from rclpy.action import ActionClient
+
+        self.node = node
+        self.embodiment = embodiment
+        self.require_driver = require_driver
+        self.plans = {arm.name: co.plan_outputs(arm) for arm in embodiment.arms}
+        self.streaming = any(p.output.stream for ps in self.plans.values() for p in ps)
+        self._senders = {}
+        for plans in self.plans.values():
+            for plan in plans:
+                if plan.output.is_action:
+                    self._senders[id(plan)] = ActionClient(node, plan.msg_class, plan.topic)
+                else:
+                    self._senders[id(plan)] = node.create_publisher(
+                        plan.msg_class, plan.topic, QoSProfile(depth=10)
+                    )
+        self._last_goal: dict[int, tuple[float, float]] = {}  # plan -> (value, wall time)
+        self._enable_pubs = [node.create_publisher(Bool, arm.enable_topic, QoSProfile(depth=1))
+                             for arm in embodiment.arms if arm.enable_topic]  # fmt: skip
+        self._controller_state: dict[int, str] = {}  # plan -> problem ("" = fine)
+        self._controller_clients = {}
+        self._last_check = -1e9
+        self.last_problems: list[str] = []
+        self._gripper_problems: list[str] = []
+        column = {int(s): i for i, s in enumerate(embodiment.action_slots)}
+        self._grippers = [  # (column in action_slots order, arm, joint)
+            (column[j.position_slot], arm, j) for arm in embodiment.arms for j in arm.joints
+            if j.gripper_range is not None and j.position_slot in column
+        ]  # fmt: skip
+
+    # --- checks ---------------------------------------------------------------------------
+    def check_grippers(self, values) -> None:
+        """The measured state in ``action_slots`` order: a gripper far outside its
+        gripper_range means the YAML's range is another gripper's (ALOHA 1 vs ALOHA 2)."""
+        problems = []
+        for col, arm, joint in self._grippers:
+            v = float(values[col])
+            if -self.GRIPPER_MARGIN <= v <= 1 + self.GRIPPER_MARGIN:
+                continue
+            raw = joint.offset + v * joint.scale
+            problems.append(
+                f"{arm.name} gripper joint {joint.name!r} reads {raw:.4f}, outside its "
+                f"gripper_range [closed, open] {list(joint.gripper_range)} ({arm.where}); set "
+                "this gripper's own closed/open readings in the embodiment YAML"
+            )
+        self._gripper_problems = problems
+
+    def problems(self, force: bool = False) -> list[str]:
+        if not self.require_driver:
+            return []
+        now = time.monotonic()
+        if force or now - self._last_check >= self.CHECK_PERIOD_S:
+            self._last_check = now
+            self.last_problems = self._check()
+        return self.last_problems + self._gripper_problems
+
+    def _check(self) -> list[str]:
+        out = []
+        for plans in self.plans.values():
+            for plan in plans:
+                sender = self._senders[id(plan)]
+                what = f"{plan.output.type} ({plan.arm} arm: {list(plan.output.joints)})"
+                if plan.output.is_action:
+                    if not sender.server_is_ready():
+                        out.append(f"no action server on {plan.topic}; the driver takes {what}:"
+                                   " is it running, with this namespace?")  # fmt: skip
+                elif sender.get_subscription_count() == 0:
+                    out.append(f"nothing subscribes to {plan.topic}; the driver takes {what}: "
+                               "is it running, with this namespace?")  # fmt: skip
+                if plan.output.controller:
+                    problem = self._controller(plan)
+                    if problem:
+                        out.append(f"{plan.topic}: {problem}")
+        return out
+
+    def _controller(self, plan) -> str:
+        from controller_manager_msgs.srv import ListControllers
+
+        out = plan.output
+        service = f"{out.controller_manager.rstrip('/')}/list_controllers"
+        client = self._controller_clients.get(service)
+        if client is None:
+            client = self._controller_clients[service] = self.node.create_client(
+                ListControllers, service
+            )
+        if not client.service_is_ready():
+            return f"no controller manager answers {service}: is the driver running?"
+        future = client.call_async(ListControllers.Request())
+        key = id(plan)
+        future.add_done_callback(lambda f: self._on_controllers(key, out, f))
+        return self._controller_state.get(key, f"waiting for {service}")
+
+    def _on_controllers(self, key: int, output, future) -> None:
+        try:
+            controllers = future.result().controller
+        except Exception as exc:
+            self._controller_state[key] = f"list_controllers failed: {exc}"
+            return
+        self._controller_state[key] = co.controller_problem(output, controllers)
+
+    # --- sending --------------------------------------------------------------------------
+    def send(self, commands, now: float, dt: float, trajectories, step_s: float) -> None:
+        for arm, plans in self.plans.items():
+            row = commands[arm]
+            for plan in plans:
+                sender = self._senders[id(plan)]
+                if plan.output.is_action:
+                    self._send_goal(plan, sender, row)
+                    continue
+                trajectory = trajectories[arm] if (
+                    trajectories is not None and plan.output.stream) else None  # fmt: skip
+                sender.publish(plan.message(row, now, dt, trajectory, step_s))
+
+    def _send_goal(self, plan, client, row) -> None:
+        value = float(np.asarray(row)[plan.columns][0])
+        last = self._last_goal.get(id(plan))
+        wall = time.monotonic()
+        joint = self.embodiment.arm(plan.arm).joint(plan.output.joints[0])
+        tolerance = 0.005 * (joint.position_limits[1] - joint.position_limits[0])
+        if last is not None and (abs(value - last[0]) <= tolerance
+                                 or wall - last[1] < plan.output.min_interval):  # fmt: skip
+            return
+        client.send_goal_async(plan.goal(row))
+        self._last_goal[id(plan)] = (value, wall)
+
+    def publish_enable(self) -> None:
+        for pub in self._enable_pubs:
+            pub.publish(Bool(data=True))
 
 
 def main(args=None) -> int:

@@ -256,10 +256,12 @@ class PolicyNode(LifecycleNode):
         else:
             self.assembler = StateAssembler(emb, float(self._param("stale_timeout")))
             for arm in emb.arms:
-                self._subs.append(self.create_subscription(
-                    JointState, arm.joint_state_topic,
-                    lambda msg, a=arm.name: self._on_joint_state(a, msg), qos_profile_sensor_data,
-                ))  # fmt: skip
+                for topic in arm.joint_state_topics:
+                    self._subs.append(self.create_subscription(
+                        JointState, topic,
+                        lambda msg, a=arm.name, t=topic: self._on_joint_state(a, msg, t),
+                        qos_profile_sensor_data,
+                    ))  # fmt: skip
         if env_topic:
             self._subs.append(self.create_subscription(
                 EpisodeStatus, env_topic, self._on_episode_status, QoSProfile(depth=10)
@@ -378,7 +380,7 @@ class PolicyNode(LifecycleNode):
             return
         self._add("state", state.stamp, (state.values, state.mask))
 
-    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+    def _on_joint_state(self, arm: str, msg: JointState, topic: str | None = None) -> None:
         assembler = self.assembler
         if assembler is None:
             return
@@ -390,7 +392,7 @@ class PolicyNode(LifecycleNode):
             return
         stamp, names, positions, velocities = js.stamp, js.names, js.positions, js.velocities
         now_ns = self.get_clock().now().nanoseconds
-        assembler.update(arm, names, positions, velocities, stamp, now_ns)
+        assembler.update(arm, names, positions, velocities, stamp, now_ns, topic)
         if not assembler.complete:
             return
         if assembler.newest_stamp() <= self._last_state_stamp:

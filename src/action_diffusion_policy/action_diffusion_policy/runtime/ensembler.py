@@ -245,6 +245,41 @@ class ChunkEnsembler:
             info.newest_stamp = float(self._stamps[rows].max())
         return action, info
 
+    def preview(self, times_s) -> np.ndarray:
+        """The combined actions at future ``times_s`` (T,) -> (T, k), NaN rows where nothing
+        covers a time. No side effects (nothing expires, the receding choice stays), so the
+        executor can stream the rest of the chunk to a trajectory controller.
+
+        Temporal ensembling weighs the chunks covering each time as ``action_at`` does;
+        receding horizon continues the chunk executed now (the newest covering one when none
+        is).
+        """
+        times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        k = self.slot_indices.size
+        out = np.full((times.size, k), np.nan)
+        rows = np.flatnonzero(self._valid)
+        if rows.size == 0 or times.size == 0:
+            return out
+        if self.config.strategy != "temporal_ensembling":
+            current = self._current
+            if current < 0 or not self._valid[current]:
+                current = int(rows[np.argmax(self._stamps[rows])])
+            rows = np.array([current])
+        rows = rows[self._stamps[rows].argsort(kind="stable")]  # oldest first
+        index = (times[None, :] - self._stamps[rows, None]) / self._periods[rows, None]
+        index = np.floor(index + self.config.index_eps).astype(np.int64)  # (N, T)
+        covering = (index >= 0) & (index < self._horizons[rows, None])
+        rank = np.cumsum(covering, axis=0) - 1  # 0 = the oldest covering chunk at that time
+        weights = np.where(covering, np.exp(-self.config.ensembling_k * rank), 0.0)
+        total = weights.sum(axis=0)
+        gathered = self._actions[rows[:, None], np.clip(index, 0, self._actions.shape[1] - 1)]
+        covered = total > 0
+        out[covered] = (
+            np.einsum("nt,ntk->tk", weights[:, covered], gathered[:, covered])
+            / total[covered, None]
+        )
+        return out
+
     def _weights(self, n: int) -> np.ndarray:
         """ACT weights exp(-k i), i = 0 the oldest, normalized; cached per count."""
         weights = self._weight_cache.get(n)

@@ -185,6 +185,35 @@ class ExecutorCore:
         self.limiter.last = None
         self._motion_since = None
 
+    def restart_from_measured(self) -> None:
+        """Forget the last command: the next one starts from the measured state, ramped (the
+        driver went away and came back, so the held command is no measurement of the arm)."""
+        self.limiter.last = None
+        if self.measured is not None:
+            self.limiter.reset(self.measured)
+        self._motion_since = None
+
+    def preview(self, now_s: float, command, status: TickStatus, n_max: int,
+                step_s: float) -> np.ndarray:  # fmt: skip
+        """``command`` (this tick's, row 0) and the ensembled actions that follow it every
+        ``step_s`` -> (n, k) with 1 <= n <= ``n_max``: the trajectory a controller may
+        interpolate on its own. Rows stop where no chunk covers the time or where a row would
+        leave the position limits or exceed the (ramped) velocity limit, so every row obeys
+        what the tick's own command obeys. A held command is streamed alone."""
+        command = np.asarray(command, dtype=np.float64).reshape(1, -1)
+        if status.holding or n_max <= 1:
+            return command
+        future = self.ensembler.preview(now_s + step_s * np.arange(1, n_max))
+        rows = np.concatenate([command, future])
+        lim = self.limiter
+        ok = np.isfinite(rows).all(axis=1)
+        ok &= ((rows >= lim.lower) & (rows <= lim.upper)).all(axis=1)
+        max_step = lim.max_velocity * status.speed_scale * step_s * (1 + 1e-9)
+        jumps = np.abs(np.diff(rows, axis=0)) <= max_step
+        ok[1:] &= jumps.all(axis=1)
+        n = int(np.argmin(ok)) if not ok.all() else rows.shape[0]
+        return rows[: max(1, n)]
+
     def tick(self, now_s: float) -> tuple[np.ndarray | None, TickStatus]:
         status = TickStatus(enabled=self.enabled)
         if now_s < self._last_now - 1.0:  # simulated time restarted

@@ -75,15 +75,16 @@ class UnifiedStateNode(Node):
         self._pub = self.create_publisher(UnifiedState, UNIFIED_STATE_TOPIC, QoSProfile(depth=10))
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         for arm in emb.arms:
-            self.create_subscription(
-                JointState,
-                arm.joint_state_topic,
-                lambda msg, name=arm.name: self._on_joint_state(name, msg),
-                qos_profile_sensor_data,
-            )
+            for topic in arm.joint_state_topics:
+                self.create_subscription(
+                    JointState,
+                    topic,
+                    lambda msg, name=arm.name, t=topic: self._on_joint_state(name, msg, t),
+                    qos_profile_sensor_data,
+                )
         self.create_timer(1.0 / rate, self._tick)
         self.create_timer(float(get("diagnostics_period")), self._publish_diagnostics)
-        topics = ", ".join(f"{a.name}: {a.joint_state_topic}" for a in emb.arms)
+        topics = ", ".join(f"{a.name}: {' + '.join(a.joint_state_topics)}" for a in emb.arms)
         self.get_logger().info(
             f"embodiment {emb.name!r} ({emb.source}), {rate:g} Hz, FK "
             f"{'on' if self.fk and emb.has_kinematics else 'off'}; joint states {topics}"
@@ -92,7 +93,7 @@ class UnifiedStateNode(Node):
     def _param(self, name: str):
         return self.get_parameter(name).value
 
-    def _on_joint_state(self, arm: str, msg: JointState) -> None:
+    def _on_joint_state(self, arm: str, msg: JointState, topic: str | None = None) -> None:
         try:
             names, positions, velocities, stamp_ns = joint_state_from_msg(msg)
         except ValueError as exc:  # positions and names of different lengths
@@ -103,7 +104,7 @@ class UnifiedStateNode(Node):
             )
             return
         now = self.get_clock().now().nanoseconds
-        self.assembler.update(arm, names, positions, velocities, stamp_ns, now)
+        self.assembler.update(arm, names, positions, velocities, stamp_ns, now, topic)
         if self.publish_on == "inputs":
             self._fresh.add(arm)
             if len(self._fresh) == len(self.embodiment.arms) and (
