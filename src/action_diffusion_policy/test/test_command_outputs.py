@@ -106,9 +106,12 @@ def test_executor_preview_stays_inside_limits_and_speed():
     ramp[10:, 1] = 5.0  # a jump out of the limits from step 10 on
     core.add_chunk(0.0, 0.02, [0, 1], ramp)
     command, status = core.tick(0.0)
-    rows = core.preview(0.0, command, status, 16, 0.02)
-    assert rows.shape[0] == 10  # stops before the jump
+    rows = core.preview(0.0, command, status, 32, 0.02)
+    assert rows.shape[0] == 16  # the chunk's end: nothing covers later times
     np.testing.assert_allclose(rows[0], command)
-    assert (np.abs(np.diff(rows, axis=0)) <= 1.0 * 0.02 + 1e-9).all()
+    np.testing.assert_allclose(rows[:, 0], ramp[:, 0])  # feasible: streamed as it is
+    # The jump is walked at the velocity limit and stops at the position limit.
+    assert (np.abs(np.diff(rows, axis=0)) <= 1.0 * 0.02 + 1e-12).all()
+    assert rows[:, 1].max() <= 1.0 and rows[-1, 1] == pytest.approx(0.12)
     status.holding = True
     assert core.preview(0.0, command, status, 16, 0.02).shape[0] == 1

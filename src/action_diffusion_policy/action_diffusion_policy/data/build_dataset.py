@@ -275,8 +275,16 @@ class DatasetBuilder:
         report = BagReport(str(bag))
         with open_bag(bag) as reader:
             have = topic_types(reader)
-            wanted = {arm.joint_state_topic: [ea.JOINT_STATE_TYPE] for arm in mapper.arms}
+            wanted = {t: [ea.JOINT_STATE_TYPE] for arm in mapper.arms
+                      for t in arm.joint_state_topics}  # fmt: skip
             if cfg.action_source == "command":
+                several = [a.name for a in mapper.arms if len(a.command_outputs) > 1]
+                if several:
+                    raise BagError(
+                        f"{bag}: action_source 'command' reads one command topic per arm; arm(s) "
+                        f"{several} of {mapper.name} send commands on several outputs; use "
+                        "--action-source state (the next measured state as the action)"
+                    )
                 wanted.update({arm.command_topic: [arm.command_type] for arm in mapper.arms})
             optional = []
             if env_dim:
@@ -295,7 +303,8 @@ class DatasetBuilder:
                 raise BagError(f"{bag}: {missing_cams}")
             topic_kind = {}
             for arm in mapper.arms:
-                topic_kind[arm.joint_state_topic] = ("state", arm)
+                for t in arm.joint_state_topics:
+                    topic_kind[t] = ("state", arm)
                 if cfg.action_source == "command":
                     topic_kind[arm.command_topic] = ("command", arm)
             for cam, (topic, _) in cam_plan.items():
@@ -345,13 +354,17 @@ class DatasetBuilder:
         n = len(res.ticks)
         # State per kept tick (memoized on the joint-state indices: states repeat when the
         # joint-state rate is below the control rate).
-        state_topics = [(arm, arm.joint_state_topic) for arm in mapper.arms]
+        # An arm may merge several JointState topics (FR3: arm + gripper).
+        state_topics = [(arm, t) for arm in mapper.arms for t in arm.joint_state_topics]
         state = np.zeros((n, 128), np.float32)
         cache: dict[tuple, np.ndarray] = {}
         for k in range(n):
             key = tuple(int(res.indices[t][k]) for _, t in state_topics)
             if key not in cache:
-                js = {arm.name: items[t][i] for (arm, t), i in zip(state_topics, key)}
+                parts: dict[str, list] = {}
+                for (arm, t), i in zip(state_topics, key):
+                    parts.setdefault(arm.name, []).append(items[t][i])
+                js = {arm: ea.merge_joint_states(p) for arm, p in parts.items()}
                 try:
                     cache[key] = mapper.state(js)
                 except Exception as exc:
@@ -414,7 +427,7 @@ class DatasetBuilder:
         cameras, env_dim = self.plan()
         metas = [read_episode_metadata(b) for b in self.bags]
         total = 0  # messages the progress bar will count: the topics read, not the whole bag
-        read = {t for arm in self.mapper.arms for t in (arm.joint_state_topic, arm.command_topic)}
+        read = {t for arm in self.mapper.arms for t in (*arm.joint_state_topics, arm.command_topic)}
         read |= {ea.EPISODE_STATUS_TOPIC} if env_dim else set()
         for topic in ea.camera_topics(self.mapper.embodiment).values():
             read |= {topic, f"{topic}/compressed"}

@@ -57,8 +57,11 @@ def record_topics(
         topic, msgtype = camera.subscription(compressed_images)
         topics[topic] = msgtype
     for arm in embodiment.arms:
-        topics[arm.joint_state_topic] = JOINT_STATE_TYPE
-        topics[arm.command_topic] = arm.command_type
+        for topic in arm.joint_state_topics:
+            topics[topic] = JOINT_STATE_TYPE
+        for output in arm.command_outputs:
+            if not output.is_action:  # an action goal is no topic a bag can record
+                topics[output.topic] = output.type
     if unified_state_topic:
         topics[unified_state_topic] = UNIFIED_STATE_TYPE
     if episode_status_topic:
@@ -78,6 +81,14 @@ def joint_state_arrays(msg) -> tuple[list[str], np.ndarray, np.ndarray]:
     if vel.shape != pos.shape:
         vel = np.zeros_like(pos)
     return names, pos, vel
+
+
+def merge_joint_states(parts: Sequence[tuple]) -> tuple:
+    """Several ``joint_state_arrays`` of one arm (FR3: arm + gripper topics) -> one."""
+    if len(parts) == 1:
+        return parts[0]
+    names = [n for p in parts for n in p[0]]
+    return names, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def command_positions(msg, msgtype: str, joint_names: Sequence[str]) -> np.ndarray:

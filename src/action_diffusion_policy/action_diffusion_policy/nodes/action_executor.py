@@ -317,8 +317,9 @@ class ActionExecutorNode(Node):
     def _tick(self) -> None:
         self._tick_wall.append(time.monotonic())
         now = self.get_clock().now().nanoseconds * 1e-9
-        problems = self._outputs.problems() if self.core.enabled else []
-        if problems:  # nothing goes out; when the driver is back, start again from the arm
+        problems = self._outputs.problems()  # checked while disabled too, for diagnostics
+        if problems and self.core.enabled:  # nothing goes out; once the driver is back, start
+            # again from where the arm is
             self.core.restart_from_measured()
             self.get_logger().error(
                 "not commanding, the driver is not ready: " + "; ".join(problems),
@@ -431,7 +432,7 @@ class _DriverOutputs:
         self._controller_state: dict[int, str] = {}  # plan -> problem ("" = fine)
         self._controller_clients = {}
         self._last_check = -1e9
-        self.last_problems: list[str] = []
+        self._checked: list[str] = []
         self._gripper_problems: list[str] = []
         column = {int(s): i for i, s in enumerate(embodiment.action_slots)}
         self._grippers = [  # (column in action_slots order, arm, joint)
@@ -462,8 +463,13 @@ class _DriverOutputs:
         now = time.monotonic()
         if force or now - self._last_check >= self.CHECK_PERIOD_S:
             self._last_check = now
-            self.last_problems = self._check()
-        return self.last_problems + self._gripper_problems
+            self._checked = self._check()
+        return self.last_problems
+
+    @property
+    def last_problems(self) -> list[str]:
+        """What the last check found (no new check)."""
+        return self._checked + self._gripper_problems if self.require_driver else []
 
     def _check(self) -> list[str]:
         out = []
@@ -523,12 +529,12 @@ class _DriverOutputs:
                 sender.publish(plan.message(row, now, dt, trajectory, step_s))
 
     def _send_goal(self, plan, client, row) -> None:
+        # A new goal when the target moved, at most every min_interval: a gripper action
+        # server preempts its goal with each new one, so 50 goals a second would only churn.
         value = float(np.asarray(row)[plan.columns][0])
         last = self._last_goal.get(id(plan))
         wall = time.monotonic()
-        joint = self.embodiment.arm(plan.arm).joint(plan.output.joints[0])
-        tolerance = 0.005 * (joint.position_limits[1] - joint.position_limits[0])
-        if last is not None and (abs(value - last[0]) <= tolerance
+        if last is not None and (abs(value - last[0]) <= 1e-6
                                  or wall - last[1] < plan.output.min_interval):  # fmt: skip
             return
         client.send_goal_async(plan.goal(row))

@@ -197,22 +197,23 @@ class ExecutorCore:
                 step_s: float) -> np.ndarray:  # fmt: skip
         """``command`` (this tick's, row 0) and the ensembled actions that follow it every
         ``step_s`` -> (n, k) with 1 <= n <= ``n_max``: the trajectory a controller may
-        interpolate on its own. Rows stop where no chunk covers the time or where a row would
-        leave the position limits or exceed the (ramped) velocity limit, so every row obeys
-        what the tick's own command obeys. A held command is streamed alone."""
+        interpolate on its own. Each row is held to what the tick's own command obeys: the
+        position limits and, from the row before, this tick's (ramped) velocity limit. Rows
+        stop where no chunk covers the time; a held command is streamed alone."""
         command = np.asarray(command, dtype=np.float64).reshape(1, -1)
         if status.holding or n_max <= 1:
             return command
         future = self.ensembler.preview(now_s + step_s * np.arange(1, n_max))
-        rows = np.concatenate([command, future])
+        covered = np.isfinite(future).all(axis=1)
+        n = int(np.argmin(covered)) if not covered.all() else future.shape[0]
         lim = self.limiter
-        ok = np.isfinite(rows).all(axis=1)
-        ok &= ((rows >= lim.lower) & (rows <= lim.upper)).all(axis=1)
-        max_step = lim.max_velocity * status.speed_scale * step_s * (1 + 1e-9)
-        jumps = np.abs(np.diff(rows, axis=0)) <= max_step
-        ok[1:] &= jumps.all(axis=1)
-        n = int(np.argmin(ok)) if not ok.all() else rows.shape[0]
-        return rows[: max(1, n)]
+        future = np.clip(future[:n], lim.lower, lim.upper)
+        max_step = lim.max_velocity * status.speed_scale * step_s
+        previous = command[0]
+        for row in future:  # <= n_max rows: the step limit depends on the row before
+            np.clip(row, previous - max_step, previous + max_step, out=row)
+            previous = row
+        return np.concatenate([command, future])
 
     def tick(self, now_s: float) -> tuple[np.ndarray | None, TickStatus]:
         status = TickStatus(enabled=self.enabled)

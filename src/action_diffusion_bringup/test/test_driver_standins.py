@@ -1,0 +1,306 @@
+"""The real bringups against stand-ins of the stock drivers (standin_drivers.py, TEST ONLY).
+
+Each test starts the `real` bringup's own nodes for the robot (unified_state_node and
+action_executor with real.yaml: disabled at start, ramped) through the launch-free runner, and a
+stand-in of that robot's driver. The test plays the policy: it publishes ActionChunks to a pose.
+It checks the executor refuses to start while the driver cannot take commands (naming the
+topic and what the driver expects), that enabling works once it can, that the driver accepts
+every command, and that the arms reach the commanded pose in the driver's units.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+
+from action_diffusion_bringup import description as d  # noqa: E402
+from action_diffusion_bringup import run  # noqa: E402
+from action_diffusion_bringup.testing import standin_drivers as sd  # noqa: E402
+from action_diffusion_msgs.msg import ActionChunk  # noqa: E402
+from action_diffusion_policy.runtime import conversions as cv  # noqa: E402
+from unified_action_space import load_embodiment  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+class Harness(Node):
+    """The policy's seat: chunks out, the executor's diagnostics in, its enable service."""
+
+    def __init__(self):
+        super().__init__("driver_test_harness")
+        self.chunks = self.create_publisher(ActionChunk, "/policy/action_chunk", 10)
+        self.diagnostics: dict[str, str] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.enable_client = self.create_client(SetBool, "/action_executor/enable")
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("action_executor"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def enable(self):
+        assert self.enable_client.wait_for_service(timeout_sec=20.0), "no ~/enable service"
+        future = self.enable_client.call_async(SetBool.Request(data=True))
+        assert sd.wait(future.done, 10.0), "~/enable did not answer"
+        return future.result()
+
+    def send_pose(self, emb, target) -> None:
+        horizon = 32
+        actions = np.tile(np.asarray(target, dtype=np.float32), (horizon, 1))
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        chunk = cv.ChunkArrays(stamp, 1.0 / emb.control_frequency,
+                               np.asarray(emb.action_slots), actions, "driver-test")  # fmt: skip
+        self.chunks.publish(cv.chunk_to_msg(chunk, ActionChunk))
+
+
+class Spinning:
+    """Nodes spun in background threads, each on its own executor."""
+
+    def __init__(self):
+        self.executors = []
+
+    def add(self, node):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        self.executors.append((executor, node))
+        return node
+
+    def remove(self, node):
+        for executor, n in list(self.executors):
+            if n is node:
+                executor.shutdown()
+                n.destroy_node()
+                self.executors.remove((executor, n))
+
+    def close(self):
+        for executor, node in self.executors:
+            executor.shutdown()
+            node.destroy_node()
+
+
+@pytest.fixture
+def ros(tmp_path):
+    rclpy.init()
+    spin = Spinning()
+    runners = []
+    yield spin, runners
+    for runner in runners:
+        runner.stop()
+    spin.close()
+    rclpy.shutdown()
+
+
+def start_bringup(robot: str, runners: list):
+    checkpoint = d.checkpoints_dir() / "transfer_cube_camera"
+    specs = [s for s in d.describe("real", {"robot": robot, "checkpoint": str(checkpoint)})
+             if s.name != "policy"]  # fmt: skip
+    assert {s.name for s in specs} == {"unified_state", "action_executor"}
+    runner = run.BringupRunner(specs, stop_timeout=5.0)
+    runners.append(runner)
+    runner.start()
+    return runner
+
+
+def driver_text(harness) -> str:
+    return harness.diagnostics.get("driver", "")
+
+
+def drive_to_pose(harness, driver, emb, offsets, timeout=20.0, during=None):
+    """Enable, then stream chunks to home + ``offsets`` (raw units, per command row) until the
+    stand-in's joints are there; ``during()`` is called once, 0.5 s into the motion. Returns the
+    raw target rows per arm."""
+    home = {}
+    with driver.lock:
+        for arm in emb.arms:
+            servo = driver.arms[_namespace(arm)]
+            home[arm.name] = np.array([servo.get(n) for n in arm.command_joint_names])
+    target_rows = {}
+    for arm in emb.arms:
+        lim = arm.command_position_limits
+        target_rows[arm.name] = np.clip(home[arm.name] + offsets(arm), lim[:, 0], lim[:, 1])
+    target = emb.actions_from_commands(target_rows)[emb.action_slots]
+    reply = harness.enable()
+    assert reply.success, reply.message
+    started = time.monotonic()
+    pending = [during] if during else []
+
+    def there() -> bool:
+        harness.send_pose(emb, target)
+        if pending and time.monotonic() - started > 0.5:
+            pending.pop()()
+        with driver.lock:
+            return all(
+                np.allclose([driver.arms[_namespace(a)].get(n) for n in a.command_joint_names],
+                            target_rows[a.name], atol=2e-3)
+                for a in emb.arms
+            )  # fmt: skip
+
+    assert sd.wait(there, timeout, period=0.1), (harness.diagnostics, driver.record.rejected)
+    return target_rows
+
+
+def _namespace(arm) -> str:
+    return arm.joint_state_topic.split("/")[1]
+
+
+def _arm_offsets(gripper_delta, arm_delta=0.15):
+    def offsets(arm):
+        out = np.full(len(arm.command_joint_names), arm_delta)
+        for i, name in enumerate(arm.command_joint_names):
+            if arm.joint(name).gripper_range is not None:
+                out[i] = gripper_delta
+        return out
+
+    return offsets
+
+
+def test_driver_aloha(ros):
+    spin, runners = ros
+    emb = load_embodiment("aloha", kinematics=False)
+    harness = spin.add(Harness())
+    start_bringup("aloha", runners)
+    # No driver yet: nothing may go out, and the log and diagnostics say what is missing.
+    assert sd.wait(lambda: "nothing subscribes" in driver_text(harness), 30.0), harness.diagnostics
+    text = driver_text(harness)
+    assert "/follower_right/commands/joint_group" in text
+    assert "interbotix_xs_msgs/msg/JointGroupCommand" in text
+    assert not harness.enable().success
+    # An ALOHA 1 gripper (another range) reads outside ALOHA 2's: refused, naming the range.
+    driver = spin.add(sd.InterbotixStandIn(gripper_rad=0.2))
+    assert sd.wait(lambda: "gripper_range" in driver_text(harness), 20.0), harness.diagnostics
+    reply = harness.enable()
+    assert not reply.success and "outside its gripper_range" in reply.message
+    with driver.lock:
+        for arm in driver.arms.values():
+            arm.position[6] = arm.target[6] = 1.0
+    assert sd.wait(lambda: driver_text(harness) == "ready", 20.0), harness.diagnostics
+    targets = drive_to_pose(harness, driver, emb, _arm_offsets(-0.3))
+    assert driver.record.rejected == []
+    for ns in ("follower_left", "follower_right"):
+        assert driver.record.accepted[f"{ns}/joint_group"] > 5
+        single = driver.record.last[f"{ns}/joint_single"]
+        assert single.name == "gripper" and 0.6197 <= single.cmd <= 1.6214  # rad
+    assert targets["right"][6] == pytest.approx(0.7, abs=1e-6)
+    # The stand-in refuses what xs_sdk refuses: a group command of the wrong size.
+    from interbotix_xs_msgs.msg import JointGroupCommand
+
+    pub = harness.create_publisher(JointGroupCommand, "/follower_left/commands/joint_group", 10)
+    assert sd.wait(lambda: pub.get_subscription_count() > 0, 5.0)
+    pub.publish(JointGroupCommand(name="arm", cmd=[0.0] * 7))
+    assert sd.wait(lambda: driver.record.rejected, 5.0)
+    assert "Number of commands (7) does not match" in driver.record.rejected[0][1]
+
+
+def test_driver_piper(ros):
+    spin, runners = ros
+    emb = load_embodiment("piper", kinematics=False)
+    harness = spin.add(Harness())
+    driver = spin.add(sd.PiperStandIn(auto_enable=False))
+    # The stand-in drops commands until its arm is enabled, as piper_ros does.
+    from sensor_msgs.msg import JointState
+
+    pub = harness.create_publisher(JointState, "/piper_left/joint_ctrl_single", 10)
+    assert sd.wait(lambda: pub.get_subscription_count() > 0, 5.0)
+    pub.publish(JointState(name=list(sd.PIPER_JOINTS), position=[0.5] * 7))
+    assert sd.wait(lambda: driver.dropped_before_enable["piper_left"] == 1, 5.0)
+    harness.destroy_publisher(pub)
+    start_bringup("piper", runners)
+    assert sd.wait(lambda: driver_text(harness) == "ready", 30.0), harness.diagnostics
+    drive_to_pose(harness, driver, emb, _arm_offsets(0.01))
+    assert driver.record.rejected == []
+    for ns in ("piper_left", "piper_right"):
+        assert driver.enabled[ns]  # ~/enable published true on enable_flag
+        assert driver.speed_percent[ns] == 100 and driver.gripper_force[ns] == 2.0
+        last = driver.record.last[f"{ns}/joint_ctrl_single"]
+        assert list(last.name) == list(sd.PIPER_JOINTS)
+
+
+def test_driver_ur5e(ros):
+    spin, runners = ros
+    emb = load_embodiment("ur5e", kinematics=False)
+    harness = spin.add(Harness())
+    driver = sd.Ros2ControlStandIn("ur_standin", sd.ur_robots())
+    for ns in ("left", "right"):
+        driver.controllers[ns]["scaled_joint_trajectory_controller"].state = "inactive"
+    spin.add(driver)
+    runner = start_bringup("ur5e", runners)
+    assert sd.wait(lambda: "is inactive, not active" in driver_text(harness), 30.0), (
+        harness.diagnostics)
+    assert "switch_controllers" in driver_text(harness)
+    assert not harness.enable().success
+    for ns in ("left", "right"):
+        driver.controllers[ns]["scaled_joint_trajectory_controller"].state = "active"
+    assert sd.wait(lambda: driver_text(harness) == "ready", 20.0), harness.diagnostics
+    stall = {}
+
+    def stop_the_executor_for_a_while():
+        # SIGSTOP the executor process mid-motion: no Python tick at all for 0.2 s. The
+        # controller goes on along the streamed chunk at its own rate, so the arm does not
+        # stop (a one-point trajectory per tick would leave it standing after one tick).
+        pid = runner.pids["action_executor"]
+        with driver.lock:
+            cycles, changes = driver.control_cycles, driver.setpoint_changes
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(0.2)
+        finally:
+            with driver.lock:
+                stall["cycles"] = driver.control_cycles - cycles
+                stall["changes"] = driver.setpoint_changes - changes
+            os.kill(pid, signal.SIGCONT)
+
+    drive_to_pose(harness, driver, emb, _arm_offsets(0.3, arm_delta=0.6),
+                  during=stop_the_executor_for_a_while)  # fmt: skip
+    assert driver.record.rejected == []
+    last = driver.record.last["right/scaled_joint_trajectory_controller"]
+    assert (last.header.stamp.sec, last.header.stamp.nanosec) == (0, 0)  # start on receipt
+    assert len(last.joint_names) == 6
+    assert driver.record.accepted["right/robotiq_gripper_controller"] >= 1
+    assert stall["cycles"] >= 10 and stall["changes"] >= 0.8 * stall["cycles"], stall
+    # A trajectory stamped in the past is refused, as joint_trajectory_controller refuses it.
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    pub = harness.create_publisher(JointTrajectory, "/left/scaled_joint_trajectory_controller/"
+                                   "joint_trajectory", 10)  # fmt: skip
+    assert sd.wait(lambda: pub.get_subscription_count() > 0, 5.0)
+    late = JointTrajectory(joint_names=list(emb.arm("left").command_outputs[0].joints))
+    late.header.stamp = (harness.get_clock().now() - rclpy.duration.Duration(seconds=1)).to_msg()
+    point = JointTrajectoryPoint(positions=[0.0] * 6)
+    point.time_from_start.nanosec = 8_000_000
+    late.points = [point]
+    pub.publish(late)
+    assert sd.wait(lambda: driver.record.rejected, 5.0)
+    assert "that ends in the past" in driver.record.rejected[0][1]
+
+
+def test_driver_fr3(ros):
+    spin, runners = ros
+    emb = load_embodiment("fr3", kinematics=False)
+    harness = spin.add(Harness())
+    driver = spin.add(sd.Fr3StandIn())
+    start_bringup("fr3", runners)
+    # The state is built from franka/joint_states + franka_gripper/joint_states together.
+    assert sd.wait(lambda: driver_text(harness) == "ready", 30.0), harness.diagnostics
+    drive_to_pose(harness, driver, emb, _arm_offsets(0.01))
+    assert driver.record.rejected == []
+    last = driver.record.last["left/fr3_arm_controller"]
+    assert "fr3_finger_joint1" not in last.joint_names and len(last.points) > 1
+    goal = driver.record.last["left/franka_gripper"]
+    assert goal.command.position == pytest.approx(0.03, abs=1e-3)  # one finger's travel, m
+    assert goal.command.max_effort == 20.0
+    with driver.lock:
+        arm = driver.arms["left"]
+        assert arm.get("fr3_finger_joint2") == pytest.approx(arm.get("fr3_finger_joint1"))
