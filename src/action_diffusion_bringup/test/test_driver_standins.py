@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -20,75 +19,13 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from std_srvs.srv import SetBool  # noqa: E402
-
 from action_diffusion_bringup import description as d  # noqa: E402
 from action_diffusion_bringup import run  # noqa: E402
 from action_diffusion_bringup.testing import standin_drivers as sd  # noqa: E402
-from action_diffusion_msgs.msg import ActionChunk  # noqa: E402
-from action_diffusion_policy.runtime import conversions as cv  # noqa: E402
+from action_diffusion_bringup.testing.standin_drivers import Harness, Spinning  # noqa: E402
 from unified_action_space import load_embodiment  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-class Harness(Node):
-    """The policy's seat: chunks out, the executor's diagnostics in, its enable service."""
-
-    def __init__(self):
-        super().__init__("driver_test_harness")
-        self.chunks = self.create_publisher(ActionChunk, "/policy/action_chunk", 10)
-        self.diagnostics: dict[str, str] = {}
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.enable_client = self.create_client(SetBool, "/action_executor/enable")
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if status.name.startswith("action_executor"):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-    def enable(self):
-        assert self.enable_client.wait_for_service(timeout_sec=20.0), "no ~/enable service"
-        future = self.enable_client.call_async(SetBool.Request(data=True))
-        assert sd.wait(future.done, 10.0), "~/enable did not answer"
-        return future.result()
-
-    def send_pose(self, emb, target) -> None:
-        horizon = 32
-        actions = np.tile(np.asarray(target, dtype=np.float32), (horizon, 1))
-        stamp = self.get_clock().now().nanoseconds * 1e-9
-        chunk = cv.ChunkArrays(stamp, 1.0 / emb.control_frequency,
-                               np.asarray(emb.action_slots), actions, "driver-test")  # fmt: skip
-        self.chunks.publish(cv.chunk_to_msg(chunk, ActionChunk))
-
-
-class Spinning:
-    """Nodes spun in background threads, each on its own executor."""
-
-    def __init__(self):
-        self.executors = []
-
-    def add(self, node):
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        self.executors.append((executor, node))
-        return node
-
-    def remove(self, node):
-        for executor, n in list(self.executors):
-            if n is node:
-                executor.shutdown()
-                n.destroy_node()
-                self.executors.remove((executor, n))
-
-    def close(self):
-        for executor, node in self.executors:
-            executor.shutdown()
-            node.destroy_node()
 
 
 @pytest.fixture
@@ -304,3 +241,19 @@ def test_driver_fr3(ros):
     with driver.lock:
         arm = driver.arms["left"]
         assert arm.get("fr3_finger_joint2") == pytest.approx(arm.get("fr3_finger_joint1"))
+    # No more chunks: within chunk_timeout the executor holds; the held trajectory stands still.
+    time.sleep(0.8)
+    held = driver.record.last["left/fr3_arm_controller"]
+    assert len(held.points) == 1 and harness.diagnostics.get("holding") == "True"
+    # E-stop: every command stops at once and ~/enable is refused until it is released.
+    from std_msgs.msg import Bool
+
+    estop = harness.create_publisher(Bool, "/estop", 10)
+    assert sd.wait(lambda: estop.get_subscription_count() > 0, 5.0)
+    estop.publish(Bool(data=True))
+    assert sd.wait(lambda: harness.diagnostics.get("estopped") == "True", 5.0)
+    count = driver.record.accepted["left/fr3_arm_controller"]
+    time.sleep(0.3)
+    assert driver.record.accepted["left/fr3_arm_controller"] == count
+    reply = harness.enable()
+    assert not reply.success and "e-stop is latched" in reply.message

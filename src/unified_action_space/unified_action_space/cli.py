@@ -37,12 +37,19 @@ def show_text(name_or_path: str, kinematics: bool = True) -> str:
         "",
     ]
     for arm in emb.arms:
-        lines += [
-            f"arm {arm.name}:",
-            f"  joint states: {arm.joint_state_topic} (sensor_msgs/msg/JointState)",
-            f"  commands:     {arm.command_topic} ({arm.command_type})",
-            f"  command order: {', '.join(arm.command_joint_names)}",
-        ]
+        lines.append(f"arm {arm.name}:")
+        for topic in arm.joint_state_topics:
+            lines.append(f"  joint states: {topic} (sensor_msgs/msg/JointState)")
+        for out in arm.command_outputs:
+            extra = [f"{out.name!r}"] if out.name else []
+            extra += ["streamed"] if out.stream else []
+            extra += [f"controller {out.controller}"] if out.controller else []
+            extra += [f"max_effort {out.max_effort:g} N"] if out.max_effort else []
+            note = f" [{', '.join(extra)}]" if extra else ""
+            lines.append(f"  commands:     {out.topic} ({out.type}): "
+                         f"{', '.join(out.joints)}{note}")  # fmt: skip
+        if arm.enable_topic:
+            lines.append(f"  enable:       {arm.enable_topic} (std_msgs/msg/Bool true)")
     lines += ["", f"{'slot':>4}  {'slot name':<26} {'arm':<5} {'joint':<38} {'quantity':<8} "
                   f"{'lower':>9} {'upper':>9}  slot holds (limits in driver units)"]  # fmt: skip
     for row in emb.slot_table():
@@ -74,6 +81,12 @@ def show_json(name_or_path: str, kinematics: bool = True) -> str:
                 "command_topic": a.command_topic,
                 "command_type": a.command_type,
                 "command_joint_names": list(a.command_joint_names),
+                "joint_state_topics": list(a.joint_state_topics),
+                "command_outputs": [
+                    {"topic": o.topic, "type": o.type, "joints": list(o.joints)}
+                    for o in a.command_outputs
+                ],
+                "enable_topic": a.enable_topic,
             }
             for a in emb.arms
         ],

@@ -24,11 +24,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionServer, GoalResponse
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
+
+from action_diffusion_msgs.msg import ActionChunk
+from action_diffusion_policy.runtime import conversions as cv
 
 ALOHA2_GRIPPER_RAD = (0.6197, 1.6214)  # follower gripper joint, closed / open
 ALOHA2_FINGER_M = (0.0440, 0.0579)  # left_finger at those positions
@@ -450,3 +456,60 @@ def wait(predicate, timeout: float, period: float = 0.02) -> bool:
             return True
         time.sleep(period)
     return bool(predicate())
+
+
+# --- the test side: the policy's seat ------------------------------------------------------
+class Harness(Node):
+    """The policy's seat: chunks out, the executor's diagnostics in, its enable service."""
+
+    def __init__(self):
+        super().__init__("driver_test_harness")
+        self.chunks = self.create_publisher(ActionChunk, "/policy/action_chunk", 10)
+        self.diagnostics: dict[str, str] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.enable_client = self.create_client(SetBool, "/action_executor/enable")
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("action_executor"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def enable(self):
+        assert self.enable_client.wait_for_service(timeout_sec=20.0), "no ~/enable service"
+        future = self.enable_client.call_async(SetBool.Request(data=True))
+        assert wait(future.done, 10.0), "~/enable did not answer"
+        return future.result()
+
+    def send_pose(self, emb, target) -> None:
+        horizon = 32
+        actions = np.tile(np.asarray(target, dtype=np.float32), (horizon, 1))
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        chunk = cv.ChunkArrays(stamp, 1.0 / emb.control_frequency,
+                               np.asarray(emb.action_slots), actions, "driver-test")  # fmt: skip
+        self.chunks.publish(cv.chunk_to_msg(chunk, ActionChunk))
+
+
+class Spinning:
+    """Nodes spun in background threads, each on its own executor."""
+
+    def __init__(self):
+        self.executors = []
+
+    def add(self, node):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        self.executors.append((executor, node))
+        return node
+
+    def remove(self, node):
+        for executor, n in list(self.executors):
+            if n is node:
+                executor.shutdown()
+                n.destroy_node()
+                self.executors.remove((executor, n))
+
+    def close(self):
+        for executor, node in self.executors:
+            executor.shutdown()
+            node.destroy_node()
