@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-
 MOVE_RAD = 3.0  # long enough that the arms are still moving when the executor stops
 
 
