@@ -53,7 +53,8 @@ def measure(stream: bool, stall_s: float) -> dict:
     specs = [s for s in d.describe("real", args) if s.name != "policy"]
     rclpy.init()
     spin = sd.Spinning()
-    runner = run.BringupRunner(specs, stop_timeout=5.0, output=open(os.devnull, "w"))
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (the nodes write into it until stopped)
+    runner = run.BringupRunner(specs, stop_timeout=5.0, output=devnull)
     try:
         harness = spin.add(sd.Harness())
         driver = spin.add(sd.Ros2ControlStandIn("ur_standin", sd.ur_robots()))
