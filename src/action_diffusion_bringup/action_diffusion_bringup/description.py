@@ -123,8 +123,9 @@ _COMMON_ARGUMENTS = (
     Argument(
         "strategy",
         "temporal_ensembling",
-        "How the action executor combines overlapping chunks: temporal_ensembling (ACT) or "
-        "receding_horizon (Diffusion Policy).",
+        "How the action executor combines overlapping chunks: temporal_ensembling (ACT), "
+        "receding_horizon (Diffusion Policy) or rtc (real-time chunking: the policy inpaints "
+        "each chunk from the last one, the executor switches on arrival).",
         STRATEGIES,
     ),
     Argument("device", "cpu", "Torch device of the policy: cpu or cuda.", DEVICES),
@@ -429,6 +430,7 @@ def _candidate_nodes(bringup: str, args: Mapping[str, str]) -> list[NodeSpec]:
             *embodiment_param,
             ("device", args["device"]),
             ("instruction", args["instruction"]),
+            ("strategy", args["strategy"]),  # rtc: the policy conditions on the last chunk
             *sim_time,
         ),
         remappings=(("~/action_chunk", ACTION_CHUNK_TOPIC), *cameras_remapped),

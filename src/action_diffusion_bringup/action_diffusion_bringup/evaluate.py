@@ -111,6 +111,13 @@ def parse_args(argv):
         default=0,
         help="intra-op threads of the policy node; 0 = torch's default",
     )
+    parser.add_argument(
+        "--added-delay-steps",
+        type=int,
+        default=0,
+        help="control steps the policy node holds each chunk back after its observation "
+        "(an injected latency, through the real nodes)",
+    )
     parser.add_argument("--episode-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
 
@@ -144,6 +151,12 @@ def main(argv=None) -> int:
     if options.torch_threads:
         specs = with_parameters(specs, "policy", torch_threads=options.torch_threads)
         policy["torch_threads"] = options.torch_threads
+    if options.added_delay_steps:
+        from unified_action_space import load_embodiment
+
+        sim = load_embodiment(description.SIM_EMBODIMENT, kinematics=False)
+        period = 1.0 / sim.control_frequency
+        specs = with_parameters(specs, "policy", added_delay=options.added_delay_steps * period)
     out = options.out
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".nodes.log")
@@ -187,6 +200,7 @@ def main(argv=None) -> int:
         "kind": "closed_loop",
         "task": options.task,
         "strategy": options.strategy,
+        "added_delay_steps": options.added_delay_steps,
         "policy": policy,
         "seeds": options.seeds,
         "episodes": len(episodes),

@@ -85,6 +85,7 @@ def run_episode(
     )
     states, poses = [], []
     hold = None
+    last = None  # (step, actions) of the newest chunk computed (real-time chunking's prefix)
     pending = []  # (step it reaches the executor, stamp, actions): a policy that thinks
     for step in range(max_steps or EPISODE_STEPS[env.task]):
         joints = {a: (JOINT_NAMES, env.joint_positions(a), env.joint_velocities(a)) for a in ARMS}
@@ -103,7 +104,15 @@ def run_episode(
                 env_state=np.stack([poses[i] for i in window]) if spec.env_state_dim else None,
                 control_frequency=1.0 / PERIOD,
             )
-            pending.append((step + latency, step * PERIOD, policy.predict_chunk(obs)))
+            if strategy == "rtc" and last is not None:
+                # What the executor runs meanwhile: the newest chunk computed so far, from now.
+                prefix = last[1][step - last[0]:]
+                actions = (policy.predict_chunk(obs, prefix=prefix, delay=latency)
+                           if len(prefix) else policy.predict_chunk(obs))  # fmt: skip
+            else:
+                actions = policy.predict_chunk(obs)
+            last = (step, actions)
+            pending.append((step + latency, step * PERIOD, actions))
         while pending and pending[0][0] <= step:
             _, stamp, actions = pending.pop(0)
             ensembler.add_chunk(stamp, PERIOD, spec.action_slots, actions)

@@ -18,7 +18,9 @@ bytes of ``noise``.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,64 @@ def generator_from_noise(noise: torch.Tensor) -> torch.Generator:
     gen = torch.Generator(device=noise.device)
     gen.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
     return gen
+
+
+# --- real-time chunking (Black et al. 2025, arXiv 2506.07339) ------------------------------
+RTC_MAX_GUIDANCE = 5.0  # beta: the guidance weight's clip, as in the paper
+
+
+def rtc_weights(horizon: int, delay: int, execution_horizon: int, prefix_len: int) -> torch.Tensor:
+    """The paper's soft mask over the chunk's rows: 1 for the ``delay`` rows that run while
+    the chunk is computed, an exponential decay c (e^c - 1) / (e - 1) with
+    c = (H - s - i) / (H - s - d + 1) up to row H - s, 0 after (and past the prefix)."""
+    h, d, s = int(horizon), int(delay), int(execution_horizon)
+    i = torch.arange(h, dtype=torch.float32)
+    c = (h - s - i) / max(1, h - s - d + 1)
+    w = torch.where(i < d, torch.ones(h),
+                    torch.where(i < h - s, c * (torch.exp(c) - 1) / (math.e - 1), torch.zeros(h)))
+    w[int(prefix_len):] = 0.0
+    return w.clamp(0.0, 1.0)
+
+
+@dataclass
+class Guidance:
+    """Inpainting target for guided sampling: ``target`` (B, H, k) normalized actions, with
+    ``weights`` (H,) (``rtc_weights``) saying how hard each row is held to it."""
+
+    target: torch.Tensor
+    weights: torch.Tensor
+    max_guidance: float = RTC_MAX_GUIDANCE
+
+    @property
+    def frozen(self) -> torch.Tensor:
+        """(H,) bool: the rows that run before the chunk arrives (weight 1). Besides the
+        guidance, these are set on the noise-to-target path after every step, so they come out
+        as the target itself: a strongly conditioned policy has a small Jacobian, and
+        guidance alone would leave them where the model wants them."""
+        return self.weights >= 1.0
+
+    def pin(self, x: torch.Tensor, noise: torch.Tensor, signal: float, noise_level: float):
+        """Frozen rows of ``x`` := signal * target + noise_level * noise."""
+        rows = self.frozen.to(x.device)
+        if rows.any():
+            x = x.clone()
+            x[:, rows] = signal * self.target[:, rows] + noise_level * noise[:, rows]
+        return x
+
+    def correction(self, x: torch.Tensor, x0_of: Callable, tau: float):
+        """(x0 estimate, guidance vector) at ``x``: the VJP of the weighted error through the
+        estimate (pseudo-inverse guidance), scaled by the clipped weight of the paper."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            x0 = x0_of(xg)
+            err = (self.target - x0) * self.weights.to(x0)[None, :, None]
+            (g,) = torch.autograd.grad(x0, xg, grad_outputs=err)
+        if tau <= 0.0:
+            w = self.max_guidance
+        else:
+            r2 = (1 - tau) ** 2 / (tau**2 + (1 - tau) ** 2)
+            w = min(self.max_guidance, (1 - tau) / (tau * r2))
+        return x0.detach(), w * g.detach()
 
 
 class DiffusionHead:
@@ -74,13 +134,36 @@ class DiffusionHead:
         return F.mse_loss(pred, target, reduction="none")
 
     @torch.no_grad()
-    def sample(self, model_fn: ModelFn, noise: torch.Tensor) -> torch.Tensor:
+    def sample(self, model_fn: ModelFn, noise: torch.Tensor,
+               guide: Guidance | None = None) -> torch.Tensor:  # fmt: skip
+        """``guide``: RTC inpainting. The x0 estimate of each step is pulled toward the target
+        by the same guidance as the flow head's (tau = the step's signal fraction
+        sqrt(abar) / (sqrt(abar) + sqrt(1 - abar))), and the step is taken from it."""
         gen = generator_from_noise(noise)
         self.sampler.set_timesteps(self.num_inference_steps, device=noise.device)
         x = noise.float()
+        abar_all = self.train_scheduler.alphas_cumprod.to(x.device)
         for t in self.sampler.timesteps:
-            out = model_fn(x, t.expand(x.shape[0])).float()
+            tt = t.expand(x.shape[0])
+            if guide is None:
+                out = model_fn(x, tt).float()
+            else:
+                a, b = abar_all[t].sqrt(), (1 - abar_all[t]).sqrt()
+
+                def x0_of(xg, tt=tt, a=a, b=b):
+                    pred = model_fn(xg, tt).float()
+                    return (xg - b * pred) / a if self.prediction_type == "epsilon" else pred
+
+                x0, g = guide.correction(x, x0_of, float(a / (a + b)))
+                x0 = x0 + g / self.num_inference_steps  # per step, as the flow head's dt * g
+                out = (x - a * x0) / b if self.prediction_type == "epsilon" else x0
             x = self.sampler.step(out, t, x, generator=gen).prev_sample
+            if guide is not None:
+                prev = self.sampler.previous_timestep(t) if hasattr(
+                    self.sampler, "previous_timestep") else t - self.num_train_timesteps // \
+                    self.num_inference_steps  # fmt: skip
+                abar = abar_all[prev] if prev >= 0 else torch.ones((), device=x.device)
+                x = guide.pin(x, noise.float(), float(abar.sqrt()), float((1 - abar).sqrt()))
         return x
 
 
@@ -111,12 +194,27 @@ class FlowMatchingHead:
         return F.mse_loss(pred, noise - x0, reduction="none")
 
     @torch.no_grad()
-    def sample(self, model_fn: ModelFn, noise: torch.Tensor) -> torch.Tensor:
+    def sample(self, model_fn: ModelFn, noise: torch.Tensor,
+               guide: Guidance | None = None) -> torch.Tensor:  # fmt: skip
+        """``guide``: RTC inpainting (the paper's guided Euler step; its tau = 1 - t)."""
         x = noise.float()
         dt = 1.0 / self.num_inference_steps
         for i in range(self.num_inference_steps):
             t = torch.full((x.shape[0],), 1.0 - i * dt, device=x.device)
-            x = x - dt * model_fn(x, t * FLOW_TIME_SCALE).float()
+            if guide is None:
+                x = x - dt * model_fn(x, t * FLOW_TIME_SCALE).float()
+                continue
+            velocity = {}
+
+            def x0_of(xg, t=t, velocity=velocity):
+                u = model_fn(xg, t * FLOW_TIME_SCALE).float()
+                velocity["u"] = u
+                return xg - t[:, None, None] * u  # the straight path's data estimate
+
+            _, g = guide.correction(x, x0_of, i * dt)
+            x = x - dt * (velocity["u"].detach() - g)
+            t_next = 1.0 - (i + 1) * dt
+            x = guide.pin(x, noise.float(), 1.0 - t_next, t_next)
         return x
 
 
@@ -135,7 +233,11 @@ class RegressionHead:
         return F.mse_loss(model_fn(torch.zeros_like(x0), t).float(), x0, reduction="none")
 
     @torch.no_grad()
-    def sample(self, model_fn: ModelFn, noise: torch.Tensor) -> torch.Tensor:
+    def sample(self, model_fn: ModelFn, noise: torch.Tensor,
+               guide: Guidance | None = None) -> torch.Tensor:  # fmt: skip
+        if guide is not None:
+            raise ValueError("real-time chunking needs a generative head (flow or ddpm); "
+                             "the regression head has no sampling to guide")
         t = torch.zeros(noise.shape[0], device=noise.device)
         return model_fn(torch.zeros_like(noise), t).float()
 

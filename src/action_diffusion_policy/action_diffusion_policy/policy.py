@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
-from action_diffusion_policy.heads import make_head
+from action_diffusion_policy.heads import Guidance, make_head, rtc_weights
 from action_diffusion_policy.models.dit import DiT
 from action_diffusion_policy.models.encoders import (
     ConvImageEncoder,
@@ -334,9 +334,19 @@ class ActionChunkPolicy(nn.Module):
     def forward(self, batch: dict) -> torch.Tensor:  # for DistributedDataParallel
         return self.compute_loss(batch)
 
-    @torch.inference_mode()
-    def sample_normalized(self, batch: dict, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Batched sampling: observation tensors -> (B, H, k) chunk in normalized units."""
+    def sample_normalized(self, batch: dict, noise: torch.Tensor | None = None,
+                          guide: Guidance | None = None) -> torch.Tensor:  # fmt: skip
+        """Batched sampling: observation tensors -> (B, H, k) chunk in normalized units.
+
+        ``guide`` (real-time chunking) needs gradients through the backbone, so that path runs
+        without inference mode and without the traced step."""
+        if guide is None:
+            with torch.inference_mode():
+                return self._sample(batch, noise, None)
+        with torch.no_grad():
+            return self._sample(batch, noise, guide)
+
+    def _sample(self, batch: dict, noise, guide) -> torch.Tensor:
         cond = self._prepare_batch(batch)
         b = cond["global"].shape[0]
         if noise is None:
@@ -347,6 +357,9 @@ class ActionChunkPolicy(nn.Module):
         dtype = cond["global"].dtype
         t0 = torch.zeros(b, device=noise.device,
                          dtype=torch.long if self.config.head == "ddpm" else torch.float32)
+        if guide is not None:
+            return self.head.sample(
+                lambda x, t: self.backbone(x.to(dtype), t, ctx), noise, guide=guide)
         step = self._step_fn(ctx, noise.to(dtype), t0)
         return self.head.sample(lambda x, t: step(x.to(dtype), t), noise)
 
@@ -414,11 +427,23 @@ class ActionChunkPolicy(nn.Module):
         batch["control_frequency"] = torch.tensor([float(obs.control_frequency)])
         return batch
 
-    def predict_chunk(self, obs: Observation, noise=None) -> np.ndarray:
+    def predict_chunk(self, obs: Observation, noise=None, prefix=None, delay: int = 0,
+                      execution_horizon: int | None = None) -> np.ndarray:  # fmt: skip
         """One observation -> (H, k) float32 chunk in ``spec.action_slots`` order, data units.
 
         ``noise`` ((H, k) array or tensor, standard normal) makes the result deterministic.
+
+        Real-time chunking (Black et al. 2025): ``prefix`` (P, k), data units, is what the
+        robot will execute from this observation's time on (the rest of the chunk being
+        executed), and ``delay`` the control steps this inference takes. Its first ``delay``
+        rows are frozen and the following ones softly held (``heads.rtc_weights``, with
+        ``execution_horizon`` s, default ``delay``), by guided inpainting, so the new chunk
+        continues the old one. ``delay`` >= H is no real-time chunking: plain sampling (check
+        ``rtc_fallback(delay)``).
         """
+        guide = None
+        if prefix is not None:
+            guide = self._rtc_guidance(prefix, delay, execution_horizon)
         batch = self.validate_observation(obs)
         if noise is not None:
             noise = torch.as_tensor(np.asarray(noise, dtype=np.float32))
@@ -428,11 +453,39 @@ class ActionChunkPolicy(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            x = self.sample_normalized(batch, None if noise is None else noise[None])
+            x = self.sample_normalized(batch, None if noise is None else noise[None],
+                                       guide=guide)  # fmt: skip
             chunk = self.normalizer.unnormalize("action", x.float())[0]
         finally:
             self.train(was_training)
         return chunk.cpu().numpy().astype(np.float32)
+
+
+    def rtc_fallback(self, delay: int) -> bool:
+        """True when ``delay`` steps leave nothing to inpaint: the chunk would be over before
+        it arrives, so ``predict_chunk`` samples without a prefix."""
+        return int(delay) >= self.config.horizon
+
+    def _rtc_guidance(self, prefix, delay, execution_horizon) -> Guidance | None:
+        cfg = self.config
+        prefix = np.asarray(prefix, dtype=np.float32)
+        if prefix.ndim != 2 or prefix.shape[1] != cfg.action_dim or prefix.shape[0] < 1:
+            raise ValueError(f"prefix: expected shape (P, {cfg.action_dim}) with P >= 1 "
+                             f"(the action slots {cfg.action_slots}), got {prefix.shape}")
+        if not np.isfinite(prefix).all():
+            raise ValueError("prefix: expected finite values, got NaN/inf")
+        if int(delay) != delay or delay < 0:
+            raise ValueError(f"delay: expected an integer >= 0 control steps, got {delay!r}")
+        if self.rtc_fallback(delay) or cfg.head == "regression":
+            return None
+        h = cfg.horizon
+        s = int(delay if execution_horizon is None else execution_horizon)
+        s = min(max(s, int(delay), 1), h - 1)
+        rows = prefix[:h]
+        target = np.zeros((h, cfg.action_dim), np.float32)
+        target[: len(rows)] = rows
+        norm = self.normalizer.normalize("action", torch.from_numpy(target)[None].to(self.device))
+        return Guidance(norm.float(), rtc_weights(h, int(delay), s, len(rows)).to(self.device))
 
 
 DiffusionPolicy = ActionChunkPolicy

@@ -303,7 +303,8 @@ def test_joint_states_get_through_while_the_policy_infers(tmp_path, embodiment, 
     node = policy_node(ckpt, state_source="joint_states", stale_timeout=0.3, jit=False)
     taken = []
     on_joint_state = node._on_joint_state
-    node._on_joint_state = lambda arm, msg: (taken.append(arm), on_joint_state(arm, msg))
+    node._on_joint_state = lambda arm, msg, *topic: (
+        taken.append(arm), on_joint_state(arm, msg, *topic))  # fmt: skip
     harness = JointStateProbe(node)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

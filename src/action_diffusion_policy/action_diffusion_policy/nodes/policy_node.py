@@ -23,6 +23,14 @@ Publishes:
   ``~/action_chunk``     action_diffusion_msgs/ActionChunk, stamped with the observation time
                          (bringup remaps it to /policy/action_chunk)
   ``/diagnostics``       latency, rate, dropped observations (1 Hz)
+Real-time chunking (``strategy: rtc``, Black et al. 2025): the node keeps the last chunk it
+published, which the executor (also ``rtc``) runs from its arrival on, and conditions the next
+one on it: the rows the executor will run while this inference takes ``d`` control steps are
+frozen and the rest inpainted (``predict_chunk(prefix=..., delay=d)``). ``d`` is estimated from
+the measured observation-to-publish latency (a running mean); when ``d`` reaches the horizon
+the node samples without a prefix and counts it (``rtc_fallbacks`` in ``/diagnostics``).
+``added_delay`` (s, default 0) holds each chunk back that long after its observation (on the
+node's clock) before publishing: the latency study's injected delay, through the real nodes.
 Services:
   ``~/reset_episode``    action_diffusion_msgs/ResetEpisode: clears history and sampler state
   ``~/set_instruction``  action_diffusion_msgs/SetInstruction
@@ -121,6 +129,8 @@ class PolicyNode(LifecycleNode):
         # checked against eager on first use and falls back to eager where they differ.
         p("jit", True)
         p("autostart", True)
+        p("strategy", "temporal_ensembling")  # rtc: condition each chunk on the last one
+        p("added_delay", 0.0)  # s held back after each observation (latency study)
 
         self._lock = threading.Lock()
         self._new_data = threading.Event()
@@ -145,7 +155,12 @@ class PolicyNode(LifecycleNode):
             "state_errors": 0,
             "env_state_rejected": 0,
             "stale_state": 0,
+            "rtc_chunks": 0,
+            "rtc_fallbacks": 0,
         }
+        self._last_chunk: tuple[float, float, np.ndarray] | None = None  # stamp, step, actions
+        self._latency_estimate: float | None = None  # s, observation -> publish (running mean)
+        self._rtc_delay = 0  # control steps of the last real-time chunked inference
         self.assembler: StateAssembler | None = None  # state_source joint_states
         self._last_state_stamp = -math.inf
         self._resized_warned: set[str] = set()
@@ -182,6 +197,13 @@ class PolicyNode(LifecycleNode):
         state_source = self._param("state_source")
         if state_source not in STATE_SOURCES:
             raise ValueError(f"parameter state_source={state_source!r}: use one of {STATE_SOURCES}")
+        from action_diffusion_policy.runtime.ensembler import STRATEGIES
+
+        if self._param("strategy") not in STRATEGIES:
+            raise ValueError(f"parameter strategy={self._param('strategy')!r}: use one of "
+                             f"{STRATEGIES} (the executor's)")  # fmt: skip
+        if not float(self._param("added_delay")) >= 0:
+            raise ValueError(f"parameter added_delay={self._param('added_delay')!r}: s >= 0")
         # The inference worker is a Python thread: with CPython's default 5 ms GIL switch
         # interval each rclpy callback (several GIL hand-offs) waited behind it, and the node
         # took ~20 of 100 joint-state messages a second, dropping the rest (best-effort QoS)
@@ -433,6 +455,7 @@ class PolicyNode(LifecycleNode):
             if self.assembler is not None:
                 self.assembler.clear()
             self._last_state_stamp = -math.inf
+            self._last_chunk = None  # a new episode continues no chunk
         if self.policy is not None:
             self.policy.reset()
         response.success = True
@@ -517,7 +540,7 @@ class PolicyNode(LifecycleNode):
         assembled = self.buffer.build(selection, self._decode)
         obs = assembled.to_observation(self.spec.control_frequency)
         t1 = time.perf_counter()
-        actions = self.policy.predict_chunk(obs)
+        actions = self._predict(obs, selection.stamp)
         t2 = time.perf_counter()
         if not np.isfinite(actions).all():
             self.counters["nonfinite_chunks"] += 1
@@ -532,17 +555,46 @@ class PolicyNode(LifecycleNode):
             inference_latency=t2 - t0,
             sequence=self._sequence,
         )
+        added = float(self._param("added_delay"))
+        while added > 0 and self._now() < selection.stamp + added and not self._stop.is_set():
+            self._stop.wait(0.001)  # on the node's clock, so sim time works
         publisher = self._chunk_pub
         if publisher is None or self._stop.is_set():  # stopping: no chunk after the stop
             return
         publisher.publish(cv.chunk_to_msg(chunk, ActionChunk))
         t3 = time.perf_counter()
+        latency = self._now() - selection.stamp
+        self._latency_estimate = (latency if self._latency_estimate is None
+                                  else 0.8 * self._latency_estimate + 0.2 * latency)  # fmt: skip
+        self._last_chunk = (selection.stamp, chunk.step_period, actions)
         self._sequence += 1
         self.counters["chunks"] += 1
         self.stats.add(
             waiting=waiting, preprocessing=t1 - t0, inference=t2 - t1, publishing=t3 - t2,
             total=waiting + (t3 - t0),
         )  # fmt: skip
+
+    def _predict(self, obs, stamp: float) -> np.ndarray:
+        """The chunk for ``obs``; with ``strategy: rtc`` conditioned on the last chunk."""
+        last = self._last_chunk
+        if self._param("strategy") != "rtc" or last is None or self._latency_estimate is None:
+            return self.policy.predict_chunk(obs)
+        last_stamp, step, last_actions = last
+        start = round((stamp - last_stamp) / step)  # the old chunk's row at this stamp
+        delay = math.ceil(self._latency_estimate / step - 1e-6)
+        prefix = last_actions[max(0, start):]
+        if start < 0 or len(prefix) == 0 or self.policy.rtc_fallback(delay):
+            self.counters["rtc_fallbacks"] += 1
+            self.get_logger().warn(
+                f"real-time chunking: delay {delay} steps (latency "
+                f"{self._latency_estimate * 1e3:.0f} ms) and {len(prefix)} rows left of the last"
+                f" chunk (horizon {self.spec.horizon}): sampling without a prefix",
+                throttle_duration_sec=5.0,
+            )
+            return self.policy.predict_chunk(obs)
+        self.counters["rtc_chunks"] += 1
+        self._rtc_delay = delay
+        return self.policy.predict_chunk(obs, prefix=prefix, delay=delay)
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
@@ -557,6 +609,8 @@ class PolicyNode(LifecycleNode):
         )
         values = {k: f"{v:.3f}" for k, v in summary.items()}
         values.update({k: str(v) for k, v in self.counters.items()})
+        values["strategy"] = str(self._param("strategy"))
+        values["rtc_delay_steps"] = str(self._rtc_delay)
         values.update({f"buffer_{k}": str(v) for k, v in buffer_counters.items()})
         values["dropped_observations"] = str(dropped)
         values["instruction"] = self.instruction

@@ -14,6 +14,9 @@ Strategies:
   weight ``w_i = exp(-k * i)``, normalized, ``i = 0`` the oldest chunk (smallest stamp).
 - ``receding_horizon`` (Diffusion Policy, Chi et al. 2023): execute the newest chunk; switch to
   a newer one only after ``receding_steps`` of the current chunk's steps have been executed.
+- ``rtc`` (real-time chunking, Black et al. 2025): execute the newest chunk from the moment it
+  arrives. The policy inpainted its first rows from the chunk executed meanwhile, so the switch
+  is continuous (``ActionChunkPolicy.predict_chunk(prefix=..., delay=...)``).
 
 Chunks live in preallocated arrays so a tick is a handful of vectorized numpy operations.
 """
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STRATEGIES = ("temporal_ensembling", "receding_horizon")
+STRATEGIES = ("temporal_ensembling", "receding_horizon", "rtc")
 
 # Rejection / drop reasons, the keys of ChunkEnsembler.counters.
 COUNTER_KEYS = (
@@ -43,7 +46,7 @@ COUNTER_KEYS = (
 class EnsemblerConfig:
     """How chunks are combined.
 
-    strategy: ``temporal_ensembling`` or ``receding_horizon``.
+    strategy: ``temporal_ensembling``, ``receding_horizon`` or ``rtc``.
     ensembling_k: decay of the temporal-ensembling weights ``exp(-k i)``, ``i = 0`` the oldest
         chunk (ACT uses 0.01, a slight preference for older chunks); k < 0 prefers the newer
         chunks, whose observations are fresher when the policy takes several control steps.
@@ -238,7 +241,8 @@ class ChunkEnsembler:
             info.weights = weights.tolist()
             info.newest_stamp = info.stamps[-1]
         else:
-            row = self._receding_row(rows, index)
+            row = (int(rows[np.argmax(self._stamps[rows])]) if self.config.strategy == "rtc"
+                   else self._receding_row(rows, index))  # fmt: skip
             action = self._actions[row, index[row]].copy()
             info.stamps, info.indices = [float(self._stamps[row])], [int(index[row])]
             info.weights = [1.0]
@@ -262,7 +266,7 @@ class ChunkEnsembler:
             return out
         if self.config.strategy != "temporal_ensembling":
             current = self._current
-            if current < 0 or not self._valid[current]:
+            if self.config.strategy == "rtc" or current < 0 or not self._valid[current]:
                 current = int(rows[np.argmax(self._stamps[rows])])
             rows = np.array([current])
         rows = rows[self._stamps[rows].argsort(kind="stable")]  # oldest first
