@@ -187,6 +187,7 @@ def main(argv=None) -> int:
                         "max_reward": result.max_reward,
                         "steps": result.steps,
                         "wall_s": result.wall_s,
+                        **client.smoothness(),
                     }
                 )
                 ok = sum(e["success"] for e in episodes)
@@ -211,6 +212,17 @@ def main(argv=None) -> int:
             "p50": float(np.percentile(latencies, 50)) if latencies.size else None,
             "p95": float(np.percentile(latencies, 95)) if latencies.size else None,
             "chunks": int(latencies.size),
+        },
+        "executor": {  # its own counters over the whole run (last /diagnostics)
+            k: client.executor_diagnostics.get(k)
+            for k in ("commands_published", "hold_ticks", "chunks_accepted")
+        },
+        "smoothness": {
+            "max_step": max((e["max_step"] for e in episodes if e["max_step"] is not None),
+                            default=None),
+            "mean_jerk": (float(np.mean([e["mean_jerk"] for e in episodes
+                                         if e["mean_jerk"] is not None]))
+                          if any(e["mean_jerk"] is not None for e in episodes) else None),
         },
         "real_time_factor": options.real_time_factor,
         "wall_s": round(time.monotonic() - start, 1),

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from action_diffusion_bringup import description
 from action_diffusion_bringup.description import NodeSpec
 
@@ -107,6 +109,9 @@ class SimClient:
         self.status = None
         self.chunks = 0  # ActionChunks seen (policy mode), to report that the policy acted
         self.latencies: list[float] = []  # each chunk's inference_latency (s)
+        self.commands: dict[str, list] = {}  # arm -> the executor's commands this episode
+        self.executor_diagnostics: dict[str, str] = {}  # the action executor's last values
+        self.command_period = 0.02
         # Called with the seed after each reset (in the caller's thread), e.g. to restart a
         # recording of the new episode.
         self.on_reset: list[Callable[[int], None]] = []
@@ -131,6 +136,21 @@ class SimClient:
             self.node.create_subscription(
                 ActionChunk, description.ACTION_CHUNK_TOPIC, self._on_chunk, 10
             )
+            # The executor's commands, for the smoothness figures (per-tick step, jerk).
+            from diagnostic_msgs.msg import DiagnosticArray
+            from std_msgs.msg import Float64MultiArray
+
+            from unified_action_space import load_embodiment
+
+            self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+            sim = load_embodiment(description.SIM_EMBODIMENT, kinematics=False)
+            self.command_period = 1.0 / sim.control_frequency
+            for arm in sim.arms:
+                self.commands[arm.name] = []
+                self.node.create_subscription(
+                    Float64MultiArray, arm.command_topic,
+                    lambda msg, a=arm.name: self.commands[a].append(tuple(msg.data)), 100,
+                )  # fmt: skip
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
@@ -143,6 +163,11 @@ class SimClient:
     def _on_status(self, msg) -> None:
         with self._lock:
             self.status = msg
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("action_executor"):
+                self.executor_diagnostics = {kv.key: kv.value for kv in status.values}
 
     def _on_chunk(self, msg) -> None:
         self.chunks += 1
@@ -223,6 +248,8 @@ class SimClient:
         start = time.monotonic()
         seed = self.reset(seed, timeout=30.0)
         chunks_before = self.chunks
+        for received in self.commands.values():
+            received.clear()
 
         def current():
             status = self.latest_status()
@@ -245,6 +272,17 @@ class SimClient:
             wall_s=round(time.monotonic() - start, 2),
             chunks=self.chunks - chunks_before,
         )
+
+    def smoothness(self) -> dict:
+        """This episode's executed commands: the largest per-tick step (rad or m) and the
+        mean absolute jerk (third difference / period^3), over every arm and joint."""
+        rows = [np.asarray(c, dtype=np.float64) for c in self.commands.values() if len(c) > 3]
+        if not rows:
+            return {"max_step": None, "mean_jerk": None, "commands": 0}
+        steps = max(float(np.abs(np.diff(r, axis=0)).max()) for r in rows)
+        jerk = float(np.mean([np.abs(np.diff(r, n=3, axis=0)).mean() for r in rows]))
+        return {"max_step": round(steps, 5), "mean_jerk": round(jerk / self.command_period**3, 3),
+                "commands": int(min(len(r) for r in rows))}  # fmt: skip
 
     def close(self) -> None:
         self.executor.shutdown()
