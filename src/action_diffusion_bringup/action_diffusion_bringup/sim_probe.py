@@ -107,7 +107,9 @@ def run_episode(
             if strategy == "rtc" and last is not None:
                 # What the executor runs meanwhile: the newest chunk computed so far, from now.
                 prefix = last[1][step - last[0]:]
-                actions = (policy.predict_chunk(obs, prefix=prefix, delay=latency)
+                # s: the steps each chunk runs before the next arrives (the inference period).
+                actions = (policy.predict_chunk(obs, prefix=prefix, delay=latency,
+                                                execution_horizon=every)
                            if len(prefix) else policy.predict_chunk(obs))  # fmt: skip
             else:
                 actions = policy.predict_chunk(obs)

@@ -479,8 +479,10 @@ class ActionChunkPolicy(nn.Module):
         if self.rtc_fallback(delay) or cfg.head == "regression":
             return None
         h = cfg.horizon
+        # s: the steps each chunk runs before the next one replaces it (>= 1); rows past H - s
+        # are free, the ones between the delay and H - s held softly.
         s = int(delay if execution_horizon is None else execution_horizon)
-        s = min(max(s, int(delay), 1), h - 1)
+        s = min(max(s, 1), h - 1)
         rows = prefix[:h]
         target = np.zeros((h, cfg.action_dim), np.float32)
         target[: len(rows)] = rows

@@ -594,7 +594,9 @@ class PolicyNode(LifecycleNode):
             return self.policy.predict_chunk(obs)
         self.counters["rtc_chunks"] += 1
         self._rtc_delay = delay
-        return self.policy.predict_chunk(obs, prefix=prefix, delay=delay)
+        # s, the steps each chunk runs before the next replaces it: this node's period.
+        return self.policy.predict_chunk(obs, prefix=prefix, delay=delay,
+                                         execution_horizon=max(1, start))  # fmt: skip
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
