@@ -82,9 +82,14 @@ class Guidance:
             x[:, rows] = signal * self.target[:, rows] + noise_level * noise[:, rows]
         return x
 
-    def correction(self, x: torch.Tensor, x0_of: Callable, tau: float):
+    def correction(self, x: torch.Tensor, x0_of: Callable, tau: float, dt: float = 1.0):
         """(x0 estimate, guidance vector) at ``x``: the VJP of the weighted error through the
-        estimate (pseudo-inverse guidance), scaled by the clipped weight of the paper."""
+        estimate (pseudo-inverse guidance), scaled by the clipped weight of the paper.
+
+        One more clip of ours: a step of ``dt`` along the guidance never moves the chunk
+        further than the weighted error itself (per sample, Frobenius norm). Where the
+        backbone's Jacobian is large the unclipped step overshoots, and chained chunks (each
+        the next one's prefix) then grow without bound."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             x0 = x0_of(xg)
@@ -95,7 +100,11 @@ class Guidance:
         else:
             r2 = (1 - tau) ** 2 / (tau**2 + (1 - tau) ** 2)
             w = min(self.max_guidance, (1 - tau) / (tau * r2))
-        return x0.detach(), w * g.detach()
+        g = w * g.detach()
+        step = (dt * g).flatten(1).norm(dim=1)
+        bound = err.detach().flatten(1).norm(dim=1)
+        scale = torch.where(step > bound, bound / step.clamp_min(1e-12), torch.ones_like(step))
+        return x0.detach(), g * scale[:, None, None]
 
 
 class DiffusionHead:
@@ -154,7 +163,8 @@ class DiffusionHead:
                     pred = model_fn(xg, tt).float()
                     return (xg - b * pred) / a if self.prediction_type == "epsilon" else pred
 
-                x0, g = guide.correction(x, x0_of, float(a / (a + b)))
+                x0, g = guide.correction(x, x0_of, float(a / (a + b)),
+                                         1.0 / self.num_inference_steps)
                 x0 = x0 + g / self.num_inference_steps  # per step, as the flow head's dt * g
                 out = (x - a * x0) / b if self.prediction_type == "epsilon" else x0
             x = self.sampler.step(out, t, x, generator=gen).prev_sample
@@ -211,7 +221,7 @@ class FlowMatchingHead:
                 velocity["u"] = u
                 return xg - t[:, None, None] * u  # the straight path's data estimate
 
-            _, g = guide.correction(x, x0_of, i * dt)
+            _, g = guide.correction(x, x0_of, i * dt, dt)
             x = x - dt * (velocity["u"].detach() - g)
             t_next = 1.0 - (i + 1) * dt
             x = guide.pin(x, noise.float(), 1.0 - t_next, t_next)

@@ -474,14 +474,14 @@ class Harness(Node):
             if status.name.startswith("action_executor"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def enable(self):
+    def enable(self, on: bool = True):
         assert self.enable_client.wait_for_service(timeout_sec=20.0), "no ~/enable service"
-        future = self.enable_client.call_async(SetBool.Request(data=True))
+        future = self.enable_client.call_async(SetBool.Request(data=on))
         assert wait(future.done, 10.0), "~/enable did not answer"
         return future.result()
 
     def send_pose(self, emb, target) -> None:
-        horizon = 32
+        horizon = 64  # 0.5 s at 125 Hz: outlasts a stalled executor in the streaming checks
         actions = np.tile(np.asarray(target, dtype=np.float32), (horizon, 1))
         stamp = self.get_clock().now().nanoseconds * 1e-9
         chunk = cv.ChunkArrays(stamp, 1.0 / emb.control_frequency,
