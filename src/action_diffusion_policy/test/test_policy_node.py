@@ -328,3 +328,40 @@ def test_joint_states_get_through_while_the_policy_infers(tmp_path, embodiment, 
         node.destroy_node()
         harness.probe.destroy_node()
         sys.setswitchinterval(before)
+
+
+def test_rtc_conditions_each_chunk_on_the_last_one_and_falls_back_when_late(
+        tmp_path, embodiment, ros):  # fmt: skip
+    """strategy rtc: the rows the executor runs during the inference are the last chunk's; a
+    delay past the horizon samples without a prefix and is counted."""
+    from action_diffusion_policy.types import Observation
+
+    slots = [int(s) for s in embodiment.action_slots]
+    ckpt = make_checkpoint(tmp_path / "ckpt", slots, slots)
+    node = policy_node(ckpt, strategy="rtc")
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        spec = node.spec
+        mask = np.zeros(128, bool)
+        mask[spec.state_slots] = True
+        obs = Observation({"cam_high": np.zeros((1, 24, 32, 3), np.uint8)},
+                          np.zeros((1, 128), np.float32), mask)  # fmt: skip
+        step = 1.0 / spec.control_frequency
+        last = np.linspace(-0.5, 0.5, spec.horizon * len(slots), dtype=np.float32).reshape(
+            spec.horizon, len(slots))  # fmt: skip
+        node._last_chunk = (10.0, step, last)
+        node._latency_estimate = 2.5 * step  # -> a delay of 3 steps
+        chunk = node._predict(obs, 10.0 + 2 * step)  # observed two steps after the last one
+        np.testing.assert_allclose(chunk[:3], last[2:5], atol=1e-4)
+        assert node.counters["rtc_chunks"] == 1 and node._rtc_delay == 3
+        node._latency_estimate = 20 * step  # longer than the chunk: no prefix to keep
+        node._predict(obs, 10.0 + 2 * step)
+        assert node.counters["rtc_fallbacks"] == 1
+    finally:
+        node.destroy_node()
+    bad = policy_node(ckpt, strategy="ensemble")
+    try:
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "parameter strategy='ensemble'" in bad.configure_error
+    finally:
+        bad.destroy_node()
