@@ -102,7 +102,7 @@ def measure(stream: bool, stall_s: float) -> dict:
             "trajectory_span_s": round(
                 last.points[-1].time_from_start.sec + last.points[-1].time_from_start.nanosec
                 * 1e-9, 3) if last else 0.0,
-            "chunk_horizon_s": round(32 / emb.control_frequency, 3),
+            "chunk_horizon_s": round(64 / emb.control_frequency, 3),
             "executor_messages_per_s": round((m1 - m0) / (t1 - t0), 1),
             "controller_cycles_per_s": round((c1 - c0) / (t1 - t0), 1),
             "controller_setpoint_updates_per_s": round((s1 - s0) / (t1 - t0), 1),
