@@ -275,8 +275,13 @@ class SimClient:
 
     def smoothness(self) -> dict:
         """This episode's executed commands: the largest per-tick step (rad or m) and the
-        mean absolute jerk (third difference / period^3), over every arm and joint."""
-        rows = [np.asarray(c, dtype=np.float64) for c in self.commands.values() if len(c) > 3]
+        mean absolute jerk (third difference / period^3), over every arm and joint, from 0.5 s
+        after the reset on."""
+        # The first 0.5 s are left out: commands of the last episode still in flight, and the
+        # executor's restart from the measured state after the reset, are no step it took.
+        skip = int(round(0.5 / self.command_period))
+        rows = [np.asarray(c[skip:], dtype=np.float64) for c in self.commands.values()
+                if len(c) > skip + 3]  # fmt: skip
         if not rows:
             return {"max_step": None, "mean_jerk": None, "commands": 0}
         steps = max(float(np.abs(np.diff(r, axis=0)).max()) for r in rows)
