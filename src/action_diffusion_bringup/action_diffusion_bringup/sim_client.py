@@ -279,7 +279,7 @@ class SimClient:
         after the reset on."""
         # The first 0.5 s are left out: commands of the last episode still in flight, and the
         # executor's restart from the measured state after the reset, are no step it took.
-        skip = int(round(0.5 / self.command_period))
+        skip = round(0.5 / self.command_period)
         rows = [np.asarray(c[skip:], dtype=np.float64) for c in self.commands.values()
                 if len(c) > skip + 3]  # fmt: skip
         if not rows:

@@ -125,7 +125,9 @@ def test_executor_commands_holds_resets_and_enables(harness_factory, tmp_path):
     target = np.full(len(emb.action_slots), 10.0)
     start = len(harness.received["right"])
     for i in range(15):  # 1.5 s of chunks at 10 Hz
-        harness.chunk_pub.publish(chunk_msg(emb, harness.now(), target, seq=i))
+        # 5 s chunks: "timeout" (not "no_chunks") is the hold reason long after the stream
+        # stops, whatever moment the 1 Hz diagnostics land.
+        harness.chunk_pub.publish(chunk_msg(emb, harness.now(), target, horizon=250, seq=i))
         time.sleep(0.1)
     got = harness.received["right"][start:]
     t = np.array([g[0] for g in got])

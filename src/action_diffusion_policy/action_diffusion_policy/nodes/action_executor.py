@@ -168,6 +168,7 @@ class ActionExecutorNode(Node):
         self._tick_wall: deque[float] = deque(maxlen=int(self.rate * 5) + 2)
         self._last_status = None
         self._n_published = 0
+        self._moving = False  # a command went out since the last enable or reset
         self._n_hold_ticks = 0
         self._state_errors = 0
         self._stale_states = 0
@@ -211,7 +212,7 @@ class ActionExecutorNode(Node):
         self._set_measured(state.values[self.embodiment.action_slots])
 
     def _set_measured(self, values) -> None:
-        self._outputs.check_grippers(values)
+        self._outputs.check_grippers(values, moving=self._moving)
         self.core.set_measured(values)
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
@@ -270,7 +271,10 @@ class ActionExecutorNode(Node):
             response.message = "refused: the driver is not ready: " + "; ".join(problems)
             self.get_logger().error(response.message)
             return response
+        was_enabled = self.core.enabled
         response.success = self.core.set_enabled(request.data)
+        if response.success and request.data and not was_enabled:
+            self._moving = False  # the gripper check again before the first motion
         if not response.success:
             response.message = (
                 f"refused: the e-stop is latched; release it (publish false on "
@@ -308,6 +312,7 @@ class ActionExecutorNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         self.core.new_episode(now)
         self.assembler.clear()  # the next complete measured state restarts the commands
+        self._moving = False
         response.success = True
         response.message = f"chunks cleared at t={now:.3f} s; restarting from the measured state"
         self.get_logger().info(response.message)
@@ -349,6 +354,7 @@ class ActionExecutorNode(Node):
         commands = self.embodiment.commands_from_actions(command, self.core.slot_indices)
         self._outputs.send(commands, now, self.dt, trajectories, self.step_s)
         self._n_published += 1
+        self._moving = True
 
     def _publish_diagnostics(self) -> None:
         status = self._last_status
@@ -406,7 +412,9 @@ class _DriverOutputs:
     the checks that the driver can take it (subscribers, controllers, gripper ranges)."""
 
     CHECK_PERIOD_S = 0.5  # wall time between subscriber checks (cheap rcl calls)
-    GRIPPER_MARGIN = 0.05  # how far (of the range) a gripper may read outside gripper_range
+    # How far (of the range) a gripper may read outside gripper_range before the first motion.
+    # A closed gripper with nothing in it can read past its "closed" value.
+    GRIPPER_MARGIN = 0.15
 
     def __init__(self, node: Node, embodiment, require_driver: bool):
         from action_msgs.msg import GoalStatus  # noqa: F401  (fails early without action_msgs)
@@ -441,9 +449,14 @@ class _DriverOutputs:
         ]  # fmt: skip
 
     # --- checks ---------------------------------------------------------------------------
-    def check_grippers(self, values) -> None:
+    def check_grippers(self, values, moving: bool) -> None:
         """The measured state in ``action_slots`` order: a gripper far outside its
-        gripper_range means the YAML's range is another gripper's (ALOHA 1 vs ALOHA 2)."""
+        gripper_range before the first motion means the YAML's range is another gripper's
+        (ALOHA 1 vs ALOHA 2). Once the arms move (``moving``) it is not checked: a gripper
+        squeezing an object reads what it reads, and stopping mid-grasp would do harm."""
+        if moving:
+            self._gripper_problems = []
+            return
         problems = []
         for col, arm, joint in self._grippers:
             v = float(values[col])
