@@ -42,6 +42,7 @@ def generator_from_noise(noise: torch.Tensor) -> torch.Generator:
 
 # --- real-time chunking (Black et al. 2025, arXiv 2506.07339) ------------------------------
 RTC_MAX_GUIDANCE = 5.0  # beta: the guidance weight's clip, as in the paper
+RTC_JACOBIANS = ("vjp", "identity")  # Guidance.jacobian
 
 
 def rtc_weights(horizon: int, delay: int, execution_horizon: int, prefix_len: int) -> torch.Tensor:
@@ -65,6 +66,10 @@ class Guidance:
     target: torch.Tensor
     weights: torch.Tensor
     max_guidance: float = RTC_MAX_GUIDANCE
+    # "vjp": the paper's pseudo-inverse guidance, the error pulled back through the data
+    # estimate's Jacobian (a backward pass per step). "identity": that Jacobian taken as the
+    # identity, so no gradients: one forward pass per step, as plain sampling.
+    jacobian: str = "vjp"
 
     @property
     def frozen(self) -> torch.Tensor:
@@ -90,11 +95,16 @@ class Guidance:
         further than the weighted error itself (per sample, Frobenius norm). Where the
         backbone's Jacobian is large the unclipped step overshoots, and chained chunks (each
         the next one's prefix) then grow without bound."""
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            x0 = x0_of(xg)
+        if self.jacobian == "identity":
+            x0 = x0_of(x)
             err = (self.target - x0) * self.weights.to(x0)[None, :, None]
-            (g,) = torch.autograd.grad(x0, xg, grad_outputs=err)
+            g = err
+        else:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                x0 = x0_of(xg)
+                err = (self.target - x0) * self.weights.to(x0)[None, :, None]
+                (g,) = torch.autograd.grad(x0, xg, grad_outputs=err)
         if tau <= 0.0:
             w = self.max_guidance
         else:

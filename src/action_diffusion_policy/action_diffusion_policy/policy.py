@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
-from action_diffusion_policy.heads import Guidance, make_head, rtc_weights
+from action_diffusion_policy.heads import RTC_JACOBIANS, Guidance, make_head, rtc_weights
 from action_diffusion_policy.models.dit import DiT
 from action_diffusion_policy.models.encoders import (
     ConvImageEncoder,
@@ -340,9 +340,9 @@ class ActionChunkPolicy(nn.Module):
 
         ``guide`` (real-time chunking) needs gradients through the backbone, so that path runs
         without inference mode and without the traced step."""
-        if guide is None:
+        if guide is None or guide.jacobian == "identity":  # no gradients needed
             with torch.inference_mode():
-                return self._sample(batch, noise, None)
+                return self._sample(batch, noise, guide)
         with torch.no_grad():
             return self._sample(batch, noise, guide)
 
@@ -357,11 +357,11 @@ class ActionChunkPolicy(nn.Module):
         dtype = cond["global"].dtype
         t0 = torch.zeros(b, device=noise.device,
                          dtype=torch.long if self.config.head == "ddpm" else torch.float32)
-        if guide is not None:
+        if guide is not None and guide.jacobian == "vjp":  # eager: gradients through it
             return self.head.sample(
                 lambda x, t: self.backbone(x.to(dtype), t, ctx), noise, guide=guide)
         step = self._step_fn(ctx, noise.to(dtype), t0)
-        return self.head.sample(lambda x, t: step(x.to(dtype), t), noise)
+        return self.head.sample(lambda x, t: step(x.to(dtype), t), noise, guide=guide)
 
     # ----------------------------------------------------------------------------------------
     # single observation (runtime)
@@ -428,7 +428,8 @@ class ActionChunkPolicy(nn.Module):
         return batch
 
     def predict_chunk(self, obs: Observation, noise=None, prefix=None, delay: int = 0,
-                      execution_horizon: int | None = None) -> np.ndarray:  # fmt: skip
+                      execution_horizon: int | None = None,
+                      guidance: str = "vjp") -> np.ndarray:  # fmt: skip
         """One observation -> (H, k) float32 chunk in ``spec.action_slots`` order, data units.
 
         ``noise`` ((H, k) array or tensor, standard normal) makes the result deterministic.
@@ -439,11 +440,12 @@ class ActionChunkPolicy(nn.Module):
         rows are frozen and the following ones softly held (``heads.rtc_weights``, with
         ``execution_horizon`` s, default ``delay``), by guided inpainting, so the new chunk
         continues the old one. ``delay`` >= H is no real-time chunking: plain sampling (check
-        ``rtc_fallback(delay)``).
+        ``rtc_fallback(delay)``). ``guidance``: ``vjp`` (the paper's, a backward pass per step)
+        or ``identity`` (the estimate's Jacobian taken as the identity: no gradients).
         """
         guide = None
         if prefix is not None:
-            guide = self._rtc_guidance(prefix, delay, execution_horizon)
+            guide = self._rtc_guidance(prefix, delay, execution_horizon, guidance)
         batch = self.validate_observation(obs)
         if noise is not None:
             noise = torch.as_tensor(np.asarray(noise, dtype=np.float32))
@@ -466,8 +468,11 @@ class ActionChunkPolicy(nn.Module):
         it arrives, so ``predict_chunk`` samples without a prefix."""
         return int(delay) >= self.config.horizon
 
-    def _rtc_guidance(self, prefix, delay, execution_horizon) -> Guidance | None:
+    def _rtc_guidance(self, prefix, delay, execution_horizon,
+                      guidance: str = "vjp") -> Guidance | None:  # fmt: skip
         cfg = self.config
+        if guidance not in RTC_JACOBIANS:
+            raise ValueError(f"guidance: expected one of {RTC_JACOBIANS}, got {guidance!r}")
         prefix = np.asarray(prefix, dtype=np.float32)
         if prefix.ndim != 2 or prefix.shape[1] != cfg.action_dim or prefix.shape[0] < 1:
             raise ValueError(f"prefix: expected shape (P, {cfg.action_dim}) with P >= 1 "
@@ -487,7 +492,8 @@ class ActionChunkPolicy(nn.Module):
         target = np.zeros((h, cfg.action_dim), np.float32)
         target[: len(rows)] = rows
         norm = self.normalizer.normalize("action", torch.from_numpy(target)[None].to(self.device))
-        return Guidance(norm.float(), rtc_weights(h, int(delay), s, len(rows)).to(self.device))
+        return Guidance(norm.float(), rtc_weights(h, int(delay), s, len(rows)).to(self.device),
+                        jacobian=guidance)
 
 
 DiffusionPolicy = ActionChunkPolicy

@@ -131,6 +131,7 @@ class PolicyNode(LifecycleNode):
         p("autostart", True)
         p("strategy", "temporal_ensembling")  # rtc: condition each chunk on the last one
         p("added_delay", 0.0)  # s held back after each observation (latency study)
+        p("rtc_guidance", "vjp")  # vjp (the paper's) | identity (no gradients: faster)
 
         self._lock = threading.Lock()
         self._new_data = threading.Event()
@@ -202,6 +203,11 @@ class PolicyNode(LifecycleNode):
         if self._param("strategy") not in STRATEGIES:
             raise ValueError(f"parameter strategy={self._param('strategy')!r}: use one of "
                              f"{STRATEGIES} (the executor's)")  # fmt: skip
+        from action_diffusion_policy.heads import RTC_JACOBIANS
+
+        if self._param("rtc_guidance") not in RTC_JACOBIANS:
+            raise ValueError(f"parameter rtc_guidance={self._param('rtc_guidance')!r}: use one "
+                             f"of {RTC_JACOBIANS}")  # fmt: skip
         if not float(self._param("added_delay")) >= 0:
             raise ValueError(f"parameter added_delay={self._param('added_delay')!r}: s >= 0")
         # The inference worker is a Python thread: with CPython's default 5 ms GIL switch
@@ -596,7 +602,8 @@ class PolicyNode(LifecycleNode):
         self._rtc_delay = delay
         # s, the steps each chunk runs before the next replaces it: this node's period.
         return self.policy.predict_chunk(obs, prefix=prefix, delay=delay,
-                                         execution_horizon=max(1, start))  # fmt: skip
+                                         execution_horizon=max(1, start),
+                                         guidance=self._param("rtc_guidance"))  # fmt: skip
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
