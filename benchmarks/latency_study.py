@@ -16,7 +16,7 @@ Each cell's own evaluate JSON stays under OUT/latency/ (a rerun skips the cells 
     python benchmarks/latency_study.py \
         --policy lowdim=src/action_diffusion_bringup/checkpoints/transfer_cube \
         [--policy camera=DIR] [--delays 0 2 4 8 12] [--seeds 1000:1050] [--out results] \
-        [--strategies temporal_ensembling receding_horizon rtc]
+        [--strategies temporal_ensembling receding_horizon rtc rtc:identity]
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from action_diffusion_bringup.report import wilson_interval
 
 
 def run_cell(name, checkpoint, strategy, delay, seeds, out_dir: Path) -> dict:
-    out = out_dir / f"eval_{name}_{strategy}_d{delay}.json"
+    """``strategy`` ``rtc`` or ``rtc:identity`` (the gradient-free guidance)."""
+    base, _, guidance = strategy.partition(":")
+    out = out_dir / f"eval_{name}_{strategy.replace(':', '_')}_d{delay}.json"
     if not out.exists():
         subprocess.run(
             [sys.executable, "-m", "action_diffusion_bringup.evaluate", "--checkpoint",
-             checkpoint, "--strategy", strategy, "--seeds", seeds, "--added-delay-steps",
-             str(delay), "--out", str(out)],
+             checkpoint, "--strategy", base, "--seeds", seeds, "--added-delay-steps",
+             str(delay), "--out", str(out), *(["--rtc-guidance", guidance] if guidance else [])],
             check=True,
         )  # fmt: skip
     report = json.loads(out.read_text())

@@ -118,6 +118,12 @@ def parse_args(argv):
         help="control steps the policy node holds each chunk back after its observation "
         "(an injected latency, through the real nodes)",
     )
+    parser.add_argument(
+        "--rtc-guidance",
+        choices=("vjp", "identity"),
+        default="vjp",
+        help="with --strategy rtc: the paper's guidance (vjp) or the gradient-free one",
+    )
     parser.add_argument("--episode-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
 
@@ -151,6 +157,9 @@ def main(argv=None) -> int:
     if options.torch_threads:
         specs = with_parameters(specs, "policy", torch_threads=options.torch_threads)
         policy["torch_threads"] = options.torch_threads
+    if options.strategy == "rtc":
+        specs = with_parameters(specs, "policy", rtc_guidance=options.rtc_guidance)
+        policy["rtc_guidance"] = options.rtc_guidance
     if options.added_delay_steps:
         from unified_action_space import load_embodiment
 
