@@ -32,7 +32,9 @@ from action_diffusion_bringup.report import wilson_interval
 
 
 def run_cell(name, checkpoint, strategy, delay, seeds, out_dir: Path) -> dict:
-    """``strategy`` ``rtc`` or ``rtc:identity`` (the gradient-free guidance)."""
+    """``strategy`` ``rtc:vjp`` / ``rtc:identity`` picks the guidance; plain ``rtc`` is the
+    policy node's default (identity since this was added; the first reduced study's ``rtc``
+    cells ran vjp, the only one then)."""
     base, _, guidance = strategy.partition(":")
     out = out_dir / f"eval_{name}_{strategy.replace(':', '_')}_d{delay}.json"
     if not out.exists():

@@ -121,8 +121,9 @@ def parse_args(argv):
     parser.add_argument(
         "--rtc-guidance",
         choices=("vjp", "identity"),
-        default="vjp",
-        help="with --strategy rtc: the paper's guidance (vjp) or the gradient-free one",
+        default="identity",
+        help="with --strategy rtc: the gradient-free guidance (the policy node's default) or "
+        "the paper's (vjp)",
     )
     parser.add_argument("--episode-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
