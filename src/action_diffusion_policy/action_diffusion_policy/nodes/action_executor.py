@@ -34,8 +34,9 @@ Services:
                (also those observed before the call and still in flight) and restarts from
                the next measured state.
 Parameters: ``embodiment`` (name or YAML path), ``strategy`` (temporal_ensembling |
-receding_horizon), ``ensembling_k``, ``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz,
-0 = the embodiment's control_frequency), ``enabled_on_start``, ``state_source``,
+receding_horizon | rtc: the newest chunk from its arrival), ``ensembling_k``,
+``receding_steps``, ``chunk_timeout`` (s), ``rate`` (Hz, 0 = the embodiment's
+control_frequency), ``enabled_on_start``, ``state_source``,
 ``unified_state_topic``, ``max_chunks``, ``stale_timeout`` (s), ``future_tolerance`` (s: a
 chunk stamped further ahead of this node's clock is refused, counted as ``rejected_future``),
 ``start_ramp_s`` and ``start_speed_fraction`` (the first motion after enabling, a reset or a
