@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -40,11 +41,16 @@ def ros(tmp_path):
     rclpy.shutdown()
 
 
-def start_bringup(robot: str, runners: list):
+def start_bringup(robot: str, runners: list, **executor_params):
+    """The real bringup's nodes but the policy; ``executor_params`` on top of real.yaml."""
+    from action_diffusion_bringup.sim_client import with_parameters
+
     checkpoint = d.checkpoints_dir() / "transfer_cube_camera"
     specs = [s for s in d.describe("real", {"robot": robot, "checkpoint": str(checkpoint)})
              if s.name != "policy"]  # fmt: skip
     assert {s.name for s in specs} == {"unified_state", "action_executor"}
+    if executor_params:
+        specs = with_parameters(specs, "action_executor", **executor_params)
     runner = run.BringupRunner(specs, stop_timeout=5.0)
     runners.append(runner)
     runner.start()
@@ -154,9 +160,48 @@ def test_driver_piper(ros):
     pub.publish(JointState(name=list(sd.PIPER_JOINTS), position=[0.5] * 7))
     assert sd.wait(lambda: driver.dropped_before_enable["piper_left"] == 1, 5.0)
     harness.destroy_publisher(pub)
-    start_bringup("piper", runners)
+    # With a deadman (real.yaml's heartbeat_timeout set, as a user would): no heartbeat, no
+    # motion; and the first motion is the 2 s ramp from 10 % of the velocity limits.
+    start_bringup("piper", runners, heartbeat_timeout=0.3)
     assert sd.wait(lambda: driver_text(harness) == "ready", 30.0), harness.diagnostics
-    drive_to_pose(harness, driver, emb, _arm_offsets(0.01))
+    from std_msgs.msg import Bool
+
+    deadman = harness.create_publisher(Bool, "/deadman", 10)
+    with driver.lock:
+        start = driver.arms["piper_left"].position.copy()
+    assert harness.enable().success
+    for _ in range(10):  # 1 s of chunks far away, without the deadman
+        harness.send_pose(emb, np.zeros(len(emb.action_slots)))
+        time.sleep(0.1)
+    assert harness.diagnostics.get("hold_reason") == "heartbeat_lost", harness.diagnostics
+    with driver.lock:
+        assert np.allclose(driver.arms["piper_left"].position, start, atol=1e-3)
+    assert harness.enable(False).success
+    stop = threading.Event()
+
+    def press():  # the operator keeps the deadman pressed from here on
+        while not stop.is_set():
+            deadman.publish(Bool(data=True))
+            time.sleep(0.05)
+
+    threading.Thread(target=press, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        ramp = {}
+
+        def after_ramp_start():  # 0.5 s into the motion
+            with driver.lock:
+                ramp["moved"] = float(np.abs(driver.arms["piper_left"].position[:6]
+                                             - start[:6]).max())  # fmt: skip
+            ramp["s"] = time.monotonic() - t0
+
+        drive_to_pose(harness, driver, emb, _arm_offsets(0.01, arm_delta=0.6),
+                      during=after_ramp_start)  # fmt: skip
+    finally:
+        stop.set()
+    # At full speed (3 rad/s) the 0.6 rad move is over after 0.2 s; the ramp (speed fraction
+    # 0.1 + 0.45 t) allows 3 (0.1 t + 0.225 t^2) = 0.32 rad by 0.5 s.
+    assert ramp["moved"] < 0.45, ramp
     assert driver.record.rejected == []
     for ns in ("piper_left", "piper_right"):
         assert driver.enabled[ns]  # ~/enable published true on enable_flag
