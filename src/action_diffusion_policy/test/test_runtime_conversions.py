@@ -6,12 +6,14 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from action_diffusion_msgs.msg import ActionChunk
+from action_diffusion_policy.runtime import command_outputs as co
 from action_diffusion_policy.runtime import conversions as cv
 from unified_action_space.conversions import (
     joint_state_from_msg,
     unified_state_from_msg,
     unified_state_to_msg,
 )
+from unified_action_space.embodiment import COMMAND_TYPES, CommandOutput
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1.5, 1234.000000001, 0.9999999999])
@@ -100,14 +102,16 @@ def test_unified_state_and_joint_state_round_trip():
     assert (js_arrays.stamp, js_arrays.names) == (1.25, ["a", "b"])
 
 
-@pytest.mark.parametrize("command_type", cv.COMMAND_TYPES)
+@pytest.mark.parametrize("command_type", COMMAND_TYPES)
 def test_command_round_trip(command_type):
     values = np.array([0.1, -0.2, 0.03])
-    msg = cv.command_to_msg(command_type, values, ["a", "b", "c"], stamp_s=1.0, dt=0.02)
-    assert isinstance(msg, cv.command_msg_class(command_type))
+    output = CommandOutput(topic="/x", type=command_type, joints=("a", "b", "c"))
+    plan = co.OutputPlan("right", output, np.arange(3), co.interface_class(command_type))
+    msg = plan.message(values, stamp_s=1.0, dt=0.02)
+    assert isinstance(msg, co.interface_class(command_type))
     np.testing.assert_array_equal(cv.command_from_msg(msg), values)
     with pytest.raises(ValueError, match="non-finite"):
-        cv.command_to_msg(command_type, [np.nan, 0, 0], ["a", "b", "c"], 1.0, 0.02)
+        plan.message([np.nan, 0, 0], 1.0, 0.02)
 
 
 def test_row_padding_is_skipped():

@@ -69,6 +69,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.nodes.joint_state_inputs import subscribe_joint_states
 from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
@@ -142,14 +143,7 @@ class ActionExecutorNode(Node):
         self._outputs = _DriverOutputs(self, emb, bool(get("require_driver")))
         self.assembler = StateAssembler(emb, get("stale_timeout"), fk=False)  # no FK needed
         if state_source == "joint_states":
-            for arm in emb.arms:
-                for topic in arm.joint_state_topics:
-                    self.create_subscription(
-                        JointState,
-                        topic,
-                        lambda msg, name=arm.name, t=topic: self._on_joint_state(name, msg, t),
-                        qos_profile_sensor_data,
-                    )
+            subscribe_joint_states(self, emb, self._on_joint_state)
         else:
             self.create_subscription(
                 UnifiedState, get("unified_state_topic"), self._on_unified_state,
@@ -418,7 +412,6 @@ class _DriverOutputs:
     GRIPPER_MARGIN = 0.15
 
     def __init__(self, node: Node, embodiment, require_driver: bool):
-        from action_msgs.msg import GoalStatus  # noqa: F401  (fails early without action_msgs)
         from rclpy.action import ActionClient
 
         self.node = node

@@ -59,6 +59,7 @@ from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.observation_buffer import BufferConfig, ObservationBuffer
 from action_diffusion_policy.runtime.policy_fit import default_camera_topics, policy_fit_problems
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
+from unified_action_space.nodes.joint_state_inputs import subscribe_joint_states
 from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
@@ -285,13 +286,7 @@ class PolicyNode(LifecycleNode):
             ))  # fmt: skip
         else:
             self.assembler = StateAssembler(emb, float(self._param("stale_timeout")))
-            for arm in emb.arms:
-                for topic in arm.joint_state_topics:
-                    self._subs.append(self.create_subscription(
-                        JointState, topic,
-                        lambda msg, a=arm.name, t=topic: self._on_joint_state(a, msg, t),
-                        qos_profile_sensor_data,
-                    ))  # fmt: skip
+            self._subs += subscribe_joint_states(self, emb, self._on_joint_state)
         if env_topic:
             self._subs.append(self.create_subscription(
                 EpisodeStatus, env_topic, self._on_episode_status, QoSProfile(depth=10)

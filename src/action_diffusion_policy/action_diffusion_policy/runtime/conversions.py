@@ -16,12 +16,6 @@ import numpy as np
 
 from action_diffusion_policy.data import images
 from unified_action_space.conversions import set_stamp, stamp_to_seconds
-from unified_action_space.embodiment import (
-    COMMAND_TYPES,
-    FLOAT64_ARRAY,
-    JOINT_STATE,
-    JOINT_TRAJECTORY,
-)
 
 # 8-bit colour encodings a frame may arrive in (16-bit depth images are not camera frames here).
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
@@ -193,60 +187,9 @@ def chunk_from_msg(msg) -> ChunkArrays:
 
 
 # --- commands --------------------------------------------------------------------------------
-def command_to_msg(command_type: str, values, joint_names, stamp_s: float, dt: float):
-    """One command row (driver order) -> the arm's command message.
-
-    Float64MultiArray: the values. JointTrajectory: a single point reached after ``dt``.
-    JointState: positions with names and stamp.
-    """
-    flat = np.asarray(values, dtype=np.float64).reshape(-1)
-    if not np.isfinite(flat).all():
-        raise ValueError(f"refusing to build a {command_type} with non-finite values {flat}")
-    values = array.array("d")  # the messages' fast path for float64 sequences
-    values.frombytes(flat.tobytes())
-    if command_type == FLOAT64_ARRAY:
-        from std_msgs.msg import Float64MultiArray
-
-        return Float64MultiArray(data=values)
-    if command_type == JOINT_TRAJECTORY:
-        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-        msg = JointTrajectory()
-        set_stamp(msg.header.stamp, stamp_s)
-        msg.joint_names = list(joint_names)
-        point = JointTrajectoryPoint(positions=values)
-        set_stamp(point.time_from_start, dt)
-        msg.points = [point]
-        return msg
-    if command_type == JOINT_STATE:
-        from sensor_msgs.msg import JointState
-
-        msg = JointState()
-        set_stamp(msg.header.stamp, stamp_s)
-        msg.name = list(joint_names)
-        msg.position = values
-        return msg
-    raise ValueError(f"command_type {command_type!r} is not one of {COMMAND_TYPES}")
-
-
-def command_msg_class(command_type: str):
-    if command_type == FLOAT64_ARRAY:
-        from std_msgs.msg import Float64MultiArray
-
-        return Float64MultiArray
-    if command_type == JOINT_TRAJECTORY:
-        from trajectory_msgs.msg import JointTrajectory
-
-        return JointTrajectory
-    if command_type == JOINT_STATE:
-        from sensor_msgs.msg import JointState
-
-        return JointState
-    raise ValueError(f"command_type {command_type!r} is not one of {COMMAND_TYPES}")
-
-
 def command_from_msg(msg) -> np.ndarray:
-    """Inverse of ``command_to_msg`` (tests, recorder): the commanded values."""
+    """The commanded values of a Float64MultiArray, JointState or JointTrajectory command
+    (``command_outputs.OutputPlan.message``'s; its last point for a trajectory)."""
     if hasattr(msg, "points"):
         return np.asarray(msg.points[-1].positions, dtype=np.float64)
     if hasattr(msg, "position"):

@@ -241,7 +241,7 @@ class ChunkEnsembler:
             info.weights = weights.tolist()
             info.newest_stamp = info.stamps[-1]
         else:
-            row = (int(rows[np.argmax(self._stamps[rows])]) if self.config.strategy == "rtc"
+            row = (self._newest(rows) if self.config.strategy == "rtc"
                    else self._receding_row(rows, index))  # fmt: skip
             action = self._actions[row, index[row]].copy()
             info.stamps, info.indices = [float(self._stamps[row])], [int(index[row])]
@@ -267,7 +267,7 @@ class ChunkEnsembler:
         if self.config.strategy != "temporal_ensembling":
             current = self._current
             if self.config.strategy == "rtc" or current < 0 or not self._valid[current]:
-                current = int(rows[np.argmax(self._stamps[rows])])
+                current = self._newest(rows)
             rows = np.array([current])
         rows = rows[self._stamps[rows].argsort(kind="stable")]  # oldest first
         index = (times[None, :] - self._stamps[rows, None]) / self._periods[rows, None]
@@ -293,8 +293,12 @@ class ChunkEnsembler:
             self._weight_cache[n] = weights
         return weights
 
+    def _newest(self, rows: np.ndarray) -> int:
+        """The storage row of the newest chunk (largest stamp) among ``rows``."""
+        return int(rows[np.argmax(self._stamps[rows])])
+
     def _receding_row(self, covering: np.ndarray, index: np.ndarray) -> int:
-        newest = int(covering[np.argmax(self._stamps[covering])])
+        newest = self._newest(covering)
         current = self._current
         still_current = current >= 0 and current in covering
         if still_current and self._stamps[current] != self._current_stamp:

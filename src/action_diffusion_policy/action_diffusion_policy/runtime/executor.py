@@ -142,10 +142,7 @@ class ExecutorCore:
             return False
         if enabled and not self.enabled:
             # Resume from where the robot is, not from the command held before disabling.
-            self.limiter.last = None
-            if self.measured is not None:
-                self.limiter.reset(self.measured)
-            self._motion_since = None  # the start ramp again
+            self.restart_from_measured()
         self.enabled = bool(enabled)
         return True
 
@@ -186,8 +183,9 @@ class ExecutorCore:
         self._motion_since = None
 
     def restart_from_measured(self) -> None:
-        """Forget the last command: the next one starts from the measured state, ramped (the
-        driver went away and came back, so the held command is no measurement of the arm)."""
+        """Forget the last command: the next one starts from the measured state, with the start
+        ramp again (on enabling, and when the driver went away and came back: the held command
+        is no measurement of the arm)."""
         self.limiter.last = None
         if self.measured is not None:
             self.limiter.reset(self.measured)

@@ -23,7 +23,7 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 
 from action_diffusion_msgs.msg import UnifiedState
@@ -32,6 +32,7 @@ from unified_action_space.embodiment import (
     JointStateError,
     load_embodiment,
 )
+from unified_action_space.nodes.joint_state_inputs import subscribe_joint_states
 from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import MISSING, StateAssembler, describe_problems
 
@@ -74,14 +75,7 @@ class UnifiedStateNode(Node):
         self.rejected = 0
         self._pub = self.create_publisher(UnifiedState, UNIFIED_STATE_TOPIC, QoSProfile(depth=10))
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-        for arm in emb.arms:
-            for topic in arm.joint_state_topics:
-                self.create_subscription(
-                    JointState,
-                    topic,
-                    lambda msg, name=arm.name, t=topic: self._on_joint_state(name, msg, t),
-                    qos_profile_sensor_data,
-                )
+        subscribe_joint_states(self, emb, self._on_joint_state)
         self.create_timer(1.0 / rate, self._tick)
         self.create_timer(float(get("diagnostics_period")), self._publish_diagnostics)
         topics = ", ".join(f"{a.name}: {' + '.join(a.joint_state_topics)}" for a in emb.arms)
