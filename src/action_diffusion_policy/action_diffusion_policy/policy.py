@@ -338,8 +338,8 @@ class ActionChunkPolicy(nn.Module):
                           guide: Guidance | None = None) -> torch.Tensor:  # fmt: skip
         """Batched sampling: observation tensors -> (B, H, k) chunk in normalized units.
 
-        ``guide`` (real-time chunking) needs gradients through the backbone, so that path runs
-        without inference mode and without the traced step."""
+        ``guide`` (real-time chunking) with the ``vjp`` guidance needs gradients through the
+        backbone, so that path runs without inference mode and without the traced step."""
         if guide is None or guide.jacobian == "identity":  # no gradients needed
             with torch.inference_mode():
                 return self._sample(batch, noise, guide)
@@ -461,7 +461,6 @@ class ActionChunkPolicy(nn.Module):
         finally:
             self.train(was_training)
         return chunk.cpu().numpy().astype(np.float32)
-
 
     def rtc_fallback(self, delay: int) -> bool:
         """True when ``delay`` steps leave nothing to inpaint: the chunk would be over before

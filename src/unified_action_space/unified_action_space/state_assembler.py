@@ -127,19 +127,10 @@ class StateAssembler:
         return out
 
     def _merged(self, arm) -> tuple[Sequence[str], Any, Any]:
-        readings = [self._latest[(arm.name, t)] for t in arm.joint_state_topics]
-        if len(readings) == 1:
-            r = readings[0]
-            return r.names, r.positions, r.velocities
-        names = [n for r in readings for n in r.names]
-        positions = np.concatenate([np.asarray(r.positions, dtype=np.float64) for r in readings])
-        full = all(r.velocities is not None and len(r.velocities) == len(r.names)
-                   for r in readings)  # fmt: skip
-        velocities = (
-            np.concatenate([np.asarray(r.velocities, dtype=np.float64) for r in readings])
-            if full else None
+        return merge_joint_states(
+            [(r.names, r.positions, r.velocities)
+             for r in (self._latest[(arm.name, t)] for t in arm.joint_state_topics)]
         )  # fmt: skip
-        return names, positions, velocities
 
     def assemble(self, now_ns: int) -> tuple[AssembledState | None, dict[str, ArmProblem]]:
         """``(state, {})`` when every arm is fresh, else ``(None, problems)``.
@@ -152,6 +143,19 @@ class StateAssembler:
         inputs = {arm.name: self._merged(arm) for arm in self.embodiment.arms}
         values, mask = self.embodiment.state_from_joint_states(inputs, fk=self.fk)
         return AssembledState(values, mask, self.newest_stamp()), {}
+
+
+def merge_joint_states(parts: Sequence[tuple]) -> tuple[Sequence[str], Any, Any]:
+    """Several (names, positions, velocities or None) of one arm, from its JointState topics
+    (FR3: arm + gripper), -> one. Velocities only when every part has one per name."""
+    if len(parts) == 1:
+        return parts[0]
+    names = [n for p in parts for n in p[0]]
+    positions = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
+    full = all(p[2] is not None and len(p[2]) == len(p[0]) for p in parts)
+    velocities = (np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts])
+                  if full else None)  # fmt: skip
+    return names, positions, velocities
 
 
 def describe_problems(problems: dict[str, ArmProblem]) -> str:

@@ -63,6 +63,7 @@ from action_diffusion_policy.data.bags import (
 from action_diffusion_policy.data.format import DatasetMeta, DatasetWriter
 from action_diffusion_policy.data.repair_bag import default_output, repair_bag
 from action_diffusion_policy.data.resample import resample, sort_stamps
+from unified_action_space.state_assembler import merge_joint_states
 
 ACTION_SOURCES = ("command", "next_state")
 TIME_SOURCES = ("header", "log")
@@ -364,7 +365,7 @@ class DatasetBuilder:
                 parts: dict[str, list] = {}
                 for (arm, t), i in zip(state_topics, key):
                     parts.setdefault(arm.name, []).append(items[t][i])
-                js = {arm: ea.merge_joint_states(p) for arm, p in parts.items()}
+                js = {arm: merge_joint_states(p) for arm, p in parts.items()}
                 try:
                     cache[key] = mapper.state(js)
                 except Exception as exc:

@@ -83,14 +83,6 @@ def joint_state_arrays(msg) -> tuple[list[str], np.ndarray, np.ndarray]:
     return names, pos, vel
 
 
-def merge_joint_states(parts: Sequence[tuple]) -> tuple:
-    """Several ``joint_state_arrays`` of one arm (FR3: arm + gripper topics) -> one."""
-    if len(parts) == 1:
-        return parts[0]
-    names = [n for p in parts for n in p[0]]
-    return names, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-
-
 def command_positions(msg, msgtype: str, joint_names: Sequence[str]) -> np.ndarray:
     """Commanded joint positions in ``joint_names`` (driver) order from any command type."""
     short = msgtype.split("/")[-1]
