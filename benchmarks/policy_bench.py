@@ -1,10 +1,17 @@
 """Policy speed benchmark: parameters, CPU latency per chunk, training throughput. Prints JSON.
 
 Rows: each preset x sampler with 2 cameras at the preset's benchmark image size, 2 observation
-steps and a 64-step horizon; plus the fixed reference row (U-Net down_dims 256/512/1024,
-2 cameras 3x120x160, 14-dim state, 2 observation steps, horizon 64, DDIM 10 steps) in float32
-and bfloat16. Targets on a 2-core CPU: the ``small`` presets p50 <= 100 ms with 10 steps; the
-reference row p50 <= 60 ms.
+steps and a 64-step horizon; plus the fixed reference model (U-Net down_dims 256/512/1024,
+2 cameras 3x120x160, 14-dim state, 2 observation steps, horizon 64, DDIM 10 steps) on every
+inference path (``inference_paths``: fp32 / bf16, eager / traced / compiled), and the path
+``select_inference_path`` (what the policy node runs) picks.
+
+Each reference row has ``floor_ratio`` = p50 / this machine's floor for a chunk, measured in
+the same run (``floor``): the roofline max(FLOPs / peak matmul rate, weight bytes streamed /
+memory read bandwidth) in bf16 where the CPU has native bf16, else in fp32. At batch 1 every
+denoising step streams all the weights for 16-64 time steps of work, so the bandwidth term is
+the larger one; ``floor_ratio_compute`` is against the FLOP term alone. Target: floor_ratio
+<= 2.
 
     python benchmarks/policy_bench.py --threads 2 --repeats 10 [--quick] [--out bench.json]
     python benchmarks/policy_bench.py --checkpoint CKPT [--checkpoint CKPT2] [--out bench.json]
@@ -27,6 +34,13 @@ import torch
 from action_diffusion_policy.checkpoint import load_policy
 from action_diffusion_policy.config import PolicyConfig
 from action_diffusion_policy.hardware import autocast, cpu_has_native_bf16
+from action_diffusion_policy.inference_paths import (
+    PATH_NAMES,
+    apply_path,
+    candidate_paths,
+    normalized_error,
+    select_inference_path,
+)
 from action_diffusion_policy.policy import ActionChunkPolicy
 from action_diffusion_policy.types import Observation
 
@@ -121,6 +135,117 @@ def matmul_gflops(dtype: torch.dtype, n: int = 512, reps: int = 5) -> float:
     return round(2 * n**3 * reps / (time.perf_counter() - t) / 1e9, 1)
 
 
+def peak_matmul_gflops(dtype: torch.dtype) -> float:
+    """The best square-matmul rate over a few sizes (the compute roof)."""
+    return max(matmul_gflops(dtype, n) for n in (512, 1024, 2048))
+
+
+def read_bandwidth_gb_s(nbytes: int, reps: int = 5) -> float:
+    """Best read rate over a buffer of ``nbytes`` (the model's weights' size): a sum streams it
+    once (the bandwidth roof for weights that do not stay in cache)."""
+    buf = torch.ones(max(nbytes, 1 << 24) // 4)
+    buf.sum()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        buf.sum()
+        best = min(best, time.perf_counter() - t)
+    return round(buf.numel() * 4 / best / 1e9, 1)
+
+
+def chunk_cost(policy: ActionChunkPolicy) -> dict:
+    """FLOPs of one chunk (counted on the eager float32 path) and the weight bytes it streams
+    per dtype: the encoder's once, the backbone's once per denoising step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    obs = make_obs(policy)
+    policy.enable_jit(False)
+    with FlopCounterMode(display=False) as counter:
+        policy.predict_chunk(obs)
+    steps = policy.config.num_inference_steps
+    numel = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+    per_chunk = numel(policy.backbone) * steps + numel(policy.image_encoder)
+    return {"gflop": round(counter.get_total_flops() / 1e9, 2), "weight_elements": per_chunk,
+            "backbone_elements": numel(policy.backbone)}
+
+
+def floors(cost: dict, peak: dict, bandwidth: float) -> dict:
+    out = {}
+    for dtype, size in (("fp32", 4), ("bf16", 2)):
+        compute = cost["gflop"] / peak[dtype] * 1e3
+        memory = cost["weight_elements"] * size / bandwidth / 1e6
+        out[dtype] = {"compute_ms": round(compute, 1), "memory_ms": round(memory, 1),
+                      "floor_ms": round(max(compute, memory), 1)}
+    return out
+
+
+def step_relative_error(policy: ActionChunkPolicy, ref_policy: ActionChunkPolicy) -> float:
+    """|step - step_fp32| / |step_fp32| of one denoising step at the same input (a random-weight
+    model's chunk diverges between dtypes through the sampler; one step does not)."""
+    cfg = policy.config
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
+    batch = ref_policy.validate_observation(make_obs(ref_policy))
+    outs = []
+    for pol in (ref_policy, policy):
+        with torch.no_grad():
+            cond = pol._prepare_batch(batch)
+            ctx = pol.backbone.prepare_condition(cond)
+            dtype = cond["global"].dtype
+            t = torch.full((1,), 50, dtype=torch.long if cfg.head == "ddpm" else torch.float32)
+            if cfg.head != "ddpm":
+                t = t / 100
+            outs.append(pol._step_fn(ctx, x.to(dtype), t)(x.to(dtype), t).float())
+    return float((outs[1] - outs[0]).norm() / outs[0].norm().clamp_min(1e-12))
+
+
+def reference_rows(repeats: int, native_bf16: bool) -> tuple[list[dict], dict]:
+    ddim = SAMPLERS[0]
+    base = make_policy("unet", "reference", ddim, IMAGE_SIZE["reference"])
+    cost = chunk_cost(base)
+    peak = {"fp32": peak_matmul_gflops(torch.float32), "bf16": peak_matmul_gflops(torch.bfloat16)}
+    bandwidth = read_bandwidth_gb_s(cost["backbone_elements"] * 2)
+    floor = {"cost": cost, "peak_matmul_gflops": peak, "read_bandwidth_gb_s": bandwidth,
+             "by_dtype": floors(cost, peak, bandwidth),
+             "dtype": "bf16" if native_bf16 else "fp32"}
+    machine_floor = floor["by_dtype"][floor["dtype"]]
+    print(json.dumps({"floor": floor}), flush=True)
+    obs = make_obs(base)
+    noise = np.random.default_rng(0).standard_normal((HORIZON, base.config.action_dim))
+    base.enable_jit(False)
+    ref_chunk = base.predict_chunk(obs, noise=noise)
+    _, skipped = candidate_paths(base)
+    rows = [{"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10", "path": name,
+             "skipped": why} for name, why in skipped.items()]
+    import copy
+
+    wanted = ["fp32", "fp32-jit", "bf16-jit", "fp32-compile", "bf16-compile", "bf16-autotune"]
+    runnable = [p for p in wanted
+                if not (p.startswith("bf16") and "bf16" in skipped)
+                and not (p.endswith(("compile", "autotune")) and "compile" in skipped)]
+    for path in runnable:
+        policy = apply_path(copy.deepcopy(base), path)
+        t = time.perf_counter()
+        chunk = policy.predict_chunk(obs, noise=noise)
+        first_s = time.perf_counter() - t
+        row = {"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10", "path": path,
+               "params_m": params_m(policy), "first_chunk_s": round(first_s, 2),
+               **latency_ms(policy, repeats, warmup=1),
+               "chunk_error_vs_fp32": round(normalized_error(base, chunk, ref_chunk), 4),
+               "step_relative_error_vs_fp32": round(step_relative_error(policy, base), 5)}
+        row["floor_ratio"] = round(row["p50_ms"] / machine_floor["floor_ms"], 2)
+        row["floor_ratio_compute"] = round(row["p50_ms"] / machine_floor["compute_ms"], 2)
+        row["target_floor_ratio"] = 2.0
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del policy
+    _, report = select_inference_path(base)
+    rows.append({"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10",
+                 "path": "auto", "chosen": report.chosen, "selection": report.rows})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows, floor
+
+
 def params_m(policy: torch.nn.Module) -> float:
     return round(sum(p.numel() for p in policy.parameters()) / 1e6, 2)
 
@@ -161,6 +286,7 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="*", default=["tiny", "small"])
     ap.add_argument("--quick", action="store_true", help="only DDIM/Euler rows; 5 repeats")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--only-reference", action="store_true", help="skip the preset rows")
     ap.add_argument("--no-jit", action="store_true", help="eager denoising steps")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args()
@@ -182,7 +308,7 @@ def main() -> None:
                 f.write(text)
         return
     rows = []
-    for backbone in a.backbones:
+    for backbone in [] if a.only_reference else a.backbones:
         for size in a.sizes:
             for head in samplers:
                 policy = make_policy(backbone, size, head, IMAGE_SIZE[size])
@@ -194,31 +320,14 @@ def main() -> None:
                         policy, a.train_batch, a.train_steps)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    gflops = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    reference = []
+    reference, floor = [], None
     if not a.no_reference:
-        ddim = SAMPLERS[0]
-        for dtype, channels_last in ((torch.float32, False), (torch.float32, True),
-                                     (torch.bfloat16, True)):
-            row = {"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10",
-                   "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last,
-                   "target_p50_ms": 60}
-            if dtype == torch.bfloat16 and gflops["bf16"] < gflops["fp32"]:
-                # ~29 GFLOP per chunk at the measured emulated-bf16 rate would take minutes.
-                row["skipped"] = (f"no native bf16 on this CPU: bf16 matmul {gflops['bf16']} "
-                                  f"vs fp32 {gflops['fp32']} GFLOP/s")
-            else:
-                policy = make_policy("unet", "reference", ddim, IMAGE_SIZE["reference"])
-                policy.to_inference_dtype(dtype, channels_last=channels_last)
-                row.update(params_m=params_m(policy),
-                           **latency_ms(policy, max(3, repeats // 2), warmup=1))
-            reference.append(row)
-            print(json.dumps(row), flush=True)
+        reference, floor = reference_rows(max(3, repeats // 2), cpu_has_native_bf16())
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": a.threads,
-                    "torch": torch.__version__, "matmul_gflops": gflops},
+                    "torch": torch.__version__, "native_bf16": cpu_has_native_bf16()},
         "horizon": HORIZON, "n_obs_steps": N_OBS, "cameras": len(CAMERAS), "jit": JIT,
-        "rows": rows, "reference": reference,
+        "rows": rows, "floor": floor, "reference": reference, "paths": list(PATH_NAMES),
     }
     text = json.dumps(result)
     print(text)

@@ -12,6 +12,7 @@ the cached condition (transformers cache the cross-attention keys/values).
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from action_diffusion_policy.config import NUM_SLOTS, PolicyConfig
 from action_diffusion_policy.heads import RTC_JACOBIANS, Guidance, make_head, rtc_weights
+from action_diffusion_policy.models.common import use_matmul_convs
 from action_diffusion_policy.models.dit import DiT
 from action_diffusion_policy.models.encoders import (
     ConvImageEncoder,
@@ -53,6 +55,14 @@ class _TracedStep(nn.Module):
         for pos, v in zip(self.tensor_pos, tensors):
             leaves[pos] = v
         return self.backbone(x, t, tree_unflatten(leaves, self.spec))
+
+
+def compiler_missing() -> str:
+    """Why torch.compile cannot build CPU kernels here ("" when it can)."""
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return ("torch.compile on CPU needs a C++ compiler and none (g++, c++, clang++) is on "
+                "PATH; install g++ or use an uncompiled inference path")
+    return ""
 
 
 def crop_size(image_size: tuple[int, int], crop_ratio: float) -> tuple[int, int]:
@@ -121,6 +131,10 @@ class ActionChunkPolicy(nn.Module):
         self.image_memory_format = torch.contiguous_format
         self.jit = False
         self._traced: dict = {}
+        self.compiled = False
+        self.compile_autotune = False
+        self._compiled: dict = {}  # "backbone" / "encoder" -> torch.compile'd module
+        self.matmul_convs = False
 
     # ----------------------------------------------------------------------------------------
     # bookkeeping
@@ -168,6 +182,7 @@ class ActionChunkPolicy(nn.Module):
                 m.to(dtype)
         self.inference_dtype = dtype
         self._traced.clear()
+        self._compiled.clear()
         if self.image_encoder is not None:
             self.image_memory_format = (torch.channels_last if channels_last
                                         else torch.contiguous_format)
@@ -182,8 +197,55 @@ class ActionChunkPolicy(nn.Module):
         self._traced.clear()
         return self
 
+    def enable_compile(self, enabled: bool = True, autotune: bool = False) -> ActionChunkPolicy:
+        """Run the encoder and the denoising step through torch.compile (Inductor) with weight
+        freezing, for inference: weights become constants pre-packed for the CPU's matrix units
+        and GroupNorm/activations fuse. ``autotune`` also times Inductor's own GEMM kernels
+        (AMX micro-kernels on CPUs that have them) against oneDNN's per layer shape. The first
+        chunk compiles (tens of seconds, more with autotune; Inductor caches on disk); weights
+        are read at that moment, so call this again after changing them. Needs a C++ compiler
+        on CPU. Training never uses the compiled modules."""
+        if enabled and self.device.type == "cpu" and compiler_missing():
+            raise RuntimeError(compiler_missing())
+        if enabled:
+            import torch._inductor.config as inductor_config
+
+            # Freezing applies only to graphs compiled without gradients (our inference);
+            # it is a process-wide switch in Inductor (torch.compile's options do not set it).
+            inductor_config.freezing = True
+        self.compiled = enabled
+        self.compile_autotune = enabled and autotune
+        self._compiled.clear()
+        return self
+
+    def use_matmul_convs(self, enabled: bool = True) -> ActionChunkPolicy:
+        """The backbone's 1D convolutions as matmuls (models.common.MatmulConv1d): faster in
+        bf16 at batch 1; the parameters and the state dict are unchanged."""
+        use_matmul_convs(self.backbone, enabled)
+        self.matmul_convs = enabled
+        self._traced.clear()
+        self._compiled.clear()
+        return self
+
+    def train(self, mode: bool = True) -> ActionChunkPolicy:
+        if mode and getattr(self, "_compiled", None):
+            self._compiled.clear()  # frozen weights go stale once training changes them
+        return super().train(mode)
+
+    def _compiled_module(self, name: str, module: nn.Module) -> nn.Module:
+        if not self.compiled or self.training or torch.is_grad_enabled() \
+                or torch.is_inference_mode_enabled():
+            return module
+        if name not in self._compiled:
+            mode = "max-autotune-no-cudagraphs" if self.compile_autotune else None
+            self._compiled[name] = torch.compile(module, dynamic=False, mode=mode)
+        return self._compiled[name]
+
     def _step_fn(self, ctx: dict, x: torch.Tensor, t: torch.Tensor):
-        eager = lambda x, t: self.backbone(x, t, ctx)  # noqa: E731
+        backbone = self._compiled_module("backbone", self.backbone)
+        eager = lambda x, t: backbone(x, t, ctx)  # noqa: E731
+        if backbone is not self.backbone:
+            return eager
         if not self.jit or self.training or torch.is_grad_enabled():
             return eager
         tensors = _TracedStep.tensors(ctx)
@@ -243,7 +305,7 @@ class ActionChunkPolicy(nn.Module):
             # Frames arrive HWC-strided; convolutions are ~2x slower on a layout that does not
             # match the weights', so make it explicit.
             x = x.contiguous(memory_format=self.image_memory_format)
-            pooled, tokens = self.image_encoder(x)
+            pooled, tokens = self._compiled_module("encoder", self.image_encoder)(x)
             per_step.append(pooled.reshape(b, n, t, -1).permute(0, 2, 1, 3).reshape(b, t, -1))
             cond["img_tokens"] = tokens.reshape(b, -1, tokens.shape[-1])
         lowdim = [state.to(dtype)]
@@ -340,6 +402,9 @@ class ActionChunkPolicy(nn.Module):
 
         ``guide`` (real-time chunking) with the ``vjp`` guidance needs gradients through the
         backbone, so that path runs without inference mode and without the traced step."""
+        if self.compiled:  # frozen graphs need no_grad (Inductor skips freezing otherwise)
+            with torch.no_grad():
+                return self._sample(batch, noise, guide)
         if guide is None or guide.jacobian == "identity":  # no gradients needed
             with torch.inference_mode():
                 return self._sample(batch, noise, guide)

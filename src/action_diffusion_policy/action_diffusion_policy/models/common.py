@@ -20,6 +20,43 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return emb
 
 
+class MatmulConv1d(nn.Conv1d):
+    """nn.Conv1d computed as one matmul over unfolded windows (im2col); same parameters, so
+    the state dict does not change.
+
+    At batch 1 a chunk's convolutions are thin (16-64 time steps against up to 5120 inputs):
+    oneDNN's bf16 convolution reached about 130-230 GFLOP/s on them where a matmul of the same
+    shape reached 290-470 (benchmarks/policy_bench.py), and a linear layer is what
+    torch.compile pre-packs for the CPU's matrix units.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (k,), (stride,), (pad,) = self.kernel_size, self.stride, self.padding
+        weight = self.weight.reshape(self.out_channels, -1)  # (out, in * k), in-major
+        if k == 1 and stride == 1:
+            cols = x.transpose(1, 2)
+        else:
+            cols = F.pad(x, (pad, pad)).unfold(2, k, stride).permute(0, 2, 1, 3)
+            cols = cols.reshape(cols.shape[0], cols.shape[1], -1)  # (B, T', in * k)
+        return F.linear(cols, weight, self.bias).transpose(1, 2)
+
+
+def use_matmul_convs(module: nn.Module, enabled: bool = True) -> int:
+    """Switch every plain nn.Conv1d in ``module`` to MatmulConv1d (or back); returns how many.
+
+    Only convolutions MatmulConv1d computes exactly alike are switched: one group, no
+    dilation, zero padding. (The transposed upsampling convolutions stay: as a matmul of
+    their four taps they measured slower, compiled or not.)"""
+    src, dst = (nn.Conv1d, MatmulConv1d) if enabled else (MatmulConv1d, nn.Conv1d)
+    n = 0
+    for m in module.modules():
+        if type(m) is src and m.groups == 1 and m.dilation == (1,) \
+                and m.padding_mode == "zeros" and isinstance(m.padding, tuple):
+            m.__class__ = dst
+            n += 1
+    return n
+
+
 class TimestepEmbedder(nn.Module):
     """Sinusoidal features followed by an MLP (used for diffusion time and control frequency)."""
 
