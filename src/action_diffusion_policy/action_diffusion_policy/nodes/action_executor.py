@@ -43,14 +43,17 @@ chunk stamped further ahead of this node's clock is refused, counted as ``reject
 lost heartbeat starts at that fraction of the velocity limits, reaching all of it after
 ``start_ramp_s``; 0 = no ramp), ``heartbeat_topic``, ``heartbeat_timeout`` (s; 0 = no heartbeat
 needed), ``estop_topic``, ``require_driver`` (false: skip the driver checks), ``stream_points``
-(points of a streamed JointTrajectory, >= 1). Real bringups start disabled, ramped, with the
-e-stop on ``/estop`` (``real.yaml``).
-The timer runs on ROS time (``use_sim_time`` works).
+(points of a streamed JointTrajectory, >= 1), ``tick_clock`` (``thread``: a dedicated thread on
+absolute monotonic deadlines, under SCHED_FIFO at ``realtime_priority`` where the process may;
+``ros_timer``: an rclpy timer on the node clock, used whenever ``use_sim_time`` is set).
+Real bringups start disabled, ramped, with the e-stop on ``/estop`` (``real.yaml``).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 import time
 from collections import deque
 
@@ -68,6 +71,7 @@ from action_diffusion_policy.runtime import command_outputs as co
 from action_diffusion_policy.runtime import conversions as cv
 from action_diffusion_policy.runtime.ensembler import EnsemblerConfig
 from action_diffusion_policy.runtime.executor import ExecutorCore
+from action_diffusion_policy.runtime.ticker import RT_HINT, Ticker
 from unified_action_space.conversions import joint_state_from_msg, unified_state_from_msg
 from unified_action_space.nodes.joint_state_inputs import subscribe_joint_states
 from unified_action_space.nodes.node_main import run_node
@@ -80,6 +84,19 @@ def load_embodiment(name_or_path: str):
     from unified_action_space import load_embodiment as load
 
     return load(name_or_path, kinematics=False)  # commands never need FK
+
+
+TICK_CLOCKS = ("thread", "ros_timer")
+GIL_SWITCH_INTERVAL_S = 2e-4
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class ActionExecutorNode(Node):
@@ -105,7 +122,15 @@ class ActionExecutorNode(Node):
         p("estop_topic", "/estop")
         p("require_driver", True)
         p("stream_points", 32)
+        p("tick_clock", "thread")
+        p("realtime_priority", 80)  # SCHED_FIFO priority of the tick thread; 0 = normal
         get = self._param
+        # A woken tick thread waits for the GIL until the spin thread yields it: at CPython's
+        # default 5 ms switch interval that alone is 5 ms of jitter.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+        # Callbacks (spin thread) and ticks (their own thread) share the core.
+        self._lock = threading.RLock()
+        self._ticker: Ticker | None = None
 
         self.embodiment = load_embodiment(get("embodiment"))
         emb = self.embodiment
@@ -161,24 +186,56 @@ class ActionExecutorNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
 
         self._tick_wall: deque[float] = deque(maxlen=int(self.rate * 5) + 2)
+        self._sent_wall: deque[float] = deque(maxlen=int(self.rate * 5) + 2)  # commands out
         self._last_status = None
         self._n_published = 0
         self._moving = False  # a command went out since the last enable or reset
         self._n_hold_ticks = 0
         self._state_errors = 0
         self._stale_states = 0
-        self.create_timer(self.dt, self._tick)  # node clock: ROS time, sim time when set
+        tick_clock = get("tick_clock")
+        if tick_clock not in TICK_CLOCKS:
+            raise ValueError(f"parameter tick_clock={tick_clock!r}: use one of {TICK_CLOCKS}")
+        if get("use_sim_time"):
+            tick_clock = "ros_timer"  # simulated time advances only through /clock
+        self.tick_clock = tick_clock
+        if tick_clock == "ros_timer":
+            self.create_timer(self.dt, self._tick)  # node clock: ROS time, sim time when set
+            scheduling = "rclpy timer on the node clock"
+        else:
+            self._ticker = Ticker(self.dt, self._tick_from_thread, name="executor_tick",
+                                  realtime_priority=int(get("realtime_priority")))
+            scheduling = self._ticker.start()
+            if scheduling == RT_HINT:
+                self.get_logger().warn(f"tick thread: {scheduling}")
+            scheduling = f"tick thread, {scheduling}"
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
-            f"executing {emb.name} ({len(emb.action_slots)} slots) at {self.rate:g} Hz, "
-            f"strategy {self.core.ensembler.config.strategy}, "
+            f"executing {emb.name} ({len(emb.action_slots)} slots) at {self.rate:g} Hz "
+            f"({scheduling}), strategy {self.core.ensembler.config.strategy}, "
             f"{'enabled' if self.core.enabled else 'disabled'}; chunks on {CHUNK_TOPIC}"
         )
 
     def _param(self, name: str):
         return self.get_parameter(name).value
 
+    def halt(self) -> None:
+        """Stop ticking and command nothing more (a tick in progress finishes first)."""
+        if self._ticker is not None:
+            self._ticker.stop()
+        with self._lock:
+            self.core.set_enabled(False)
+
+    def _tick_from_thread(self) -> None:
+        try:
+            self._tick()
+        except Exception as exc:  # this tick commands nothing; the next one tries again
+            self.get_logger().error(f"tick failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=2.0)  # fmt: skip
+            raise
+
     # --- inputs ---------------------------------------------------------------------------
+    @_locked
     def _on_joint_state(self, arm: str, msg: JointState, topic: str | None = None) -> None:
         try:
             js = joint_state_from_msg(msg)
@@ -210,6 +267,7 @@ class ActionExecutorNode(Node):
         self._outputs.check_grippers(values, moving=self._moving)
         self.core.set_measured(values)
 
+    @_locked
     def _on_unified_state(self, msg: UnifiedState) -> None:
         try:
             values, mask = unified_state_from_msg(msg)[:2]
@@ -227,6 +285,7 @@ class ActionExecutorNode(Node):
             return
         self._set_measured(values[slots])
 
+    @_locked
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
             chunk = cv.chunk_from_msg(msg)
@@ -259,6 +318,7 @@ class ActionExecutorNode(Node):
                 throttle_duration_sec=2.0,
             )
 
+    @_locked
     def _on_enable(self, request, response):
         problems = self._outputs.problems(force=True) if request.data else []
         if problems:
@@ -288,10 +348,12 @@ class ActionExecutorNode(Node):
             self._outputs.publish_enable()
         return response
 
+    @_locked
     def _on_heartbeat(self, msg: Bool) -> None:
         if msg.data:
             self.core.heartbeat(self.get_clock().now().nanoseconds * 1e-9)
 
+    @_locked
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.core.estopped:
             self.core.estop()
@@ -303,6 +365,7 @@ class ActionExecutorNode(Node):
             self.core.release_estop()
             self.get_logger().warn("e-stop released; still disabled until ~/enable")
 
+    @_locked
     def _on_reset(self, request, response):
         now = self.get_clock().now().nanoseconds * 1e-9
         self.core.new_episode(now)
@@ -314,6 +377,7 @@ class ActionExecutorNode(Node):
         return response
 
     # --- the control tick -----------------------------------------------------------------
+    @_locked
     def _tick(self) -> None:
         self._tick_wall.append(time.monotonic())
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -348,15 +412,42 @@ class ActionExecutorNode(Node):
             trajectories = self.embodiment.commands_from_actions(rows, self.core.slot_indices)
         commands = self.embodiment.commands_from_actions(command, self.core.slot_indices)
         self._outputs.send(commands, now, self.dt, trajectories, self.step_s)
+        self._sent_wall.append(time.monotonic())
         self._n_published += 1
         self._moving = True
 
+    def _tick_timing(self) -> dict[str, str]:
+        """Command timing over the last 5 s: how far apart consecutive commands left this node
+        against the period (send_dev: the wake-up, the tick's own work and any wait for the
+        callbacks, together) and, with the tick thread, its wake-up lateness."""
+        out = {}
+        sent = np.diff(np.asarray(self._sent_wall))
+        if sent.size > 2:
+            dev = np.abs(sent[sent < 1.5 * self.dt] - self.dt) * 1e3  # not across holds/gaps
+            if dev.size:
+                for q, name in ((50, "p50"), (99, "p99")):
+                    out[f"tick_send_dev_{name}_ms"] = f"{np.percentile(dev, q):.4f}"
+                out["tick_send_dev_max_ms"] = f"{dev.max():.4f}"
+        if self._ticker is None:
+            return out
+        stats = self._ticker.stats()
+        out.update({"tick_scheduling": self._ticker.scheduling,
+                    "tick_missed_deadlines": str(stats["missed"]),
+                    "tick_errors": str(self._ticker.errors)})
+        for key in ("late_p50_ms", "late_p99_ms", "late_max_ms"):
+            if key in stats:
+                out[f"tick_{key}"] = f"{stats[key]:.4f}"
+        return out
+
+    @_locked
     def _publish_diagnostics(self) -> None:
         status = self._last_status
         ticks = np.diff(np.asarray(self._tick_wall)) if len(self._tick_wall) > 2 else None
         values = {
             "rate_hz": f"{1.0 / ticks.mean():.2f}" if ticks is not None else "n/a",
             "target_rate_hz": f"{self.rate:g}",
+            "tick_clock": self.tick_clock,
+            **self._tick_timing(),
             "enabled": str(self.core.enabled),
             "driver": "; ".join(self._outputs.last_problems) or "ready",
             "estopped": str(self.core.estopped),
@@ -555,7 +646,7 @@ class _DriverOutputs:
 def main(args=None) -> int:
     # halt: a tick already running when the signal came commands nothing more.
     return run_node(
-        ActionExecutorNode, "action_executor", args, halt=lambda node: node.core.set_enabled(False)
+        ActionExecutorNode, "action_executor", args, halt=lambda node: node.halt()
     )
 
 
