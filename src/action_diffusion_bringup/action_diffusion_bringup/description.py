@@ -559,6 +559,24 @@ def format_parameter_value(value: Any) -> str:
     raise BringupError(f"parameter value {value!r} of type {type(value).__name__} is not supported")
 
 
+DDS_PROFILE = "fastdds_same_host.xml"
+# Any of these set by the user means they chose their own DDS set-up: leave it alone.
+DDS_ENV_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE",
+                "FASTDDS_BUILTIN_TRANSPORTS")
+
+
+def dds_environment(environ: Mapping[str, str], directory: Path | None = None,
+                    ) -> dict[str, str]:  # fmt: skip
+    """Environment for the bringup's nodes: Fast DDS with shared memory large enough for camera
+    frames (config/fastdds_same_host.xml; UDP stays for other hosts). Empty when another RMW is
+    chosen or the user already configured Fast DDS."""
+    rmw = environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if not rmw.startswith("rmw_fastrtps") or any(environ.get(k) for k in DDS_ENV_VARS):
+        return {}
+    profile = str((directory or config_dir()) / DDS_PROFILE)
+    return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
+
+
 def launch_node_kwargs(spec: NodeSpec, directory: Path | None = None) -> dict[str, Any]:
     """Keyword arguments of launch_ros.actions.Node for `spec` (used by the launch files)."""
     kwargs: dict[str, Any] = {

@@ -12,6 +12,8 @@ description, choices); the nodes are built when launch resolves the arguments (a
 OpaqueFunction), each a launch_ros Node from `description.launch_node_kwargs(spec)`: the same
 nodes, parameters and remappings the launch-free runner (`run.py`) starts. A bringup that
 cannot work (a missing checkpoint, an unknown robot) raises BringupError before any node starts.
+The nodes get `description.dds_environment` (Fast DDS shared memory sized for camera frames),
+as in the runner, unless the user set up Fast DDS themselves.
 
 `launch` and `launch_ros` are imported when a launch file asks for its description, so this
 module imports without them.
@@ -24,8 +26,10 @@ from action_diffusion_bringup import description
 
 def bringup_launch_description(bringup: str):
     """The LaunchDescription of `bringup`: its declared arguments, then its nodes."""
+    import os
+
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -48,4 +52,5 @@ def bringup_launch_description(bringup: str):
         )
         for arg in description.arguments(bringup)
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=nodes)])
+    dds = [SetEnvironmentVariable(k, v) for k, v in description.dds_environment(os.environ).items()]
+    return LaunchDescription([*declared, *dds, OpaqueFunction(function=nodes)])

@@ -126,7 +126,9 @@ class BringupRunner:
         self.stop_timeout = stop_timeout
         self._output = output or sys.stdout
         self._output_lock = threading.Lock()
-        self._env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        base = {**os.environ, **(env or {})}
+        self._env = {**base, **description.dds_environment(base, config_dir),
+                     "PYTHONUNBUFFERED": "1"}
         self._config_dir = config_dir
         self._running: list[_Running] = []
         self._stop_requested = threading.Event()

@@ -112,6 +112,11 @@ class StandinOpaqueFunction:
         return self.function(context)
 
 
+class StandinSetEnvironmentVariable:
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+
 class StandinNode:
     def __init__(self, **kwargs):
         self.kwargs = kwargs
@@ -133,6 +138,7 @@ def standin_modules():
     modules["launch"].LaunchDescription = StandinLaunchDescription
     modules["launch.actions"].DeclareLaunchArgument = StandinDeclareLaunchArgument
     modules["launch.actions"].OpaqueFunction = StandinOpaqueFunction
+    modules["launch.actions"].SetEnvironmentVariable = StandinSetEnvironmentVariable
     modules["launch.substitutions"].LaunchConfiguration = StandinLaunchConfiguration
     modules["launch_ros.actions"].Node = StandinNode
     return modules
@@ -159,6 +165,22 @@ def run_launch_file(bringup, given, monkeypatch):
         if isinstance(entity, StandinOpaqueFunction):
             nodes += entity.execute(context)
     return declared, nodes
+
+
+def test_launch_files_set_the_dds_profile_unless_the_user_did(monkeypatch):
+    for var in d.DDS_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    for name, module in standin_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    from action_diffusion_bringup.launch_helper import bringup_launch_description
+
+    env = {e.name: e.value for e in bringup_launch_description("sim").entities
+           if isinstance(e, StandinSetEnvironmentVariable)}
+    assert env and all(v.endswith(d.DDS_PROFILE) for v in env.values())
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    assert not [e for e in bringup_launch_description("sim").entities
+                if isinstance(e, StandinSetEnvironmentVariable)]
 
 
 def launch_ros_command(kwargs, executable):

@@ -70,7 +70,7 @@ def cases(checkpoint: Path, bag_dir: Path) -> dict[str, Case]:
                 "embodiment": "aloha_sim",
                 "state_source": "joint_states",
                 "torch_threads": 1,
-                "jit": False,
+                "inference_path": "fp32",
             },
             feeds=("clock", "joint_states", "images"),
             outputs=(("/policy/action_chunk", ActionChunk),),

@@ -31,6 +31,14 @@ the measured observation-to-publish latency (a running mean); when ``d`` reaches
 the node samples without a prefix and counts it (``rtc_fallbacks`` in ``/diagnostics``).
 ``added_delay`` (s, default 0) holds each chunk back that long after its observation (on the
 node's clock) before publishing: the latency study's injected delay, through the real nodes.
+Inference path (``inference_path``, default ``auto``): at configure the node times the paths
+this machine offers (fp32 / bf16 where the CPU has native bf16, traced; compiled where a C++
+compiler is present and chunks take >= 50 ms) on a probe observation, keeps the fastest whose
+chunk matches fp32 eager (``inference_paths.TOLERANCE``), and logs the table; ``/diagnostics``
+says which (``inference_path``). A path can be named instead (``bf16-autotune``, ...).
+``fresh_observations`` (default false): after each chunk, wait for a frame captured after it,
+so a frame's wait in the buffer is not latency (``image_delivery_*`` in ``/diagnostics`` is the
+frames' transport time).
 Services:
   ``~/reset_episode``    action_diffusion_msgs/ResetEpisode: clears history and sampler state
   ``~/set_instruction``  action_diffusion_msgs/SetInstruction
@@ -64,6 +72,7 @@ from unified_action_space.nodes.node_main import run_node
 from unified_action_space.state_assembler import StateAssembler, describe_problems
 
 GIL_SWITCH_INTERVAL_S = 0.001
+FRESH_WAIT_S = 0.5
 
 STATE_SOURCES = ("unified_state", "joint_states")
 
@@ -126,9 +135,13 @@ class PolicyNode(LifecycleNode):
         # driver cannot feed the policy its last joint state forever.
         p("stale_timeout", 0.5)
         p("torch_threads", 0)  # 0 = torch's default
-        # Traced denoising step (ActionChunkPolicy.enable_jit): fewer per-step CPU overheads,
-        # checked against eager on first use and falls back to eager where they differ.
-        p("jit", True)
+        # auto: time the inference paths this machine offers (fp32/bf16, traced/compiled) at
+        # configure and take the fastest whose chunk matches fp32 eager (inference_paths);
+        # or one path by name (fp32, fp32-jit, bf16-jit, bf16-compile, ...).
+        p("inference_path", "auto")
+        # true: after each chunk, wait for a frame that arrives after it instead of taking one
+        # that waited in the buffer (fresher observations, a little less chunk rate).
+        p("fresh_observations", False)
         p("autostart", True)
         p("strategy", "temporal_ensembling")  # rtc: condition each chunk on the last one
         p("added_delay", 0.0)  # s held back after each observation (latency study)
@@ -173,6 +186,8 @@ class PolicyNode(LifecycleNode):
         self.waiting_reason = ""  # why no chunk is being made now, for /diagnostics
         self._sequence = 0
         self.configure_error = ""
+        self.inference_path = ""
+        self._image_delivery: deque[float] = deque(maxlen=200)
         self.create_service(ResetEpisode, "~/reset_episode", self._on_reset)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction)
 
@@ -225,9 +240,9 @@ class PolicyNode(LifecycleNode):
             torch.set_num_threads(threads)
         self.embodiment = emb = load_embodiment(self._param("embodiment"))
         self.policy = load_policy(checkpoint, device=self._param("device"))
-        self.policy.enable_jit(bool(self._param("jit")))
         self.spec = spec = self.policy.spec
         self._set_inference_steps(int(self._param("num_inference_steps")))
+        self._choose_inference_path(str(self._param("inference_path")))  # at the real steps
         topics = [str(t) for t in (self._param("camera_topics") or []) if t]
         by_hand = bool(topics)
         if not topics:
@@ -301,6 +316,25 @@ class PolicyNode(LifecycleNode):
             f"{dict(zip(spec.camera_names, topics))}, state from {state_source}) on "
             f"{emb.name}"
         )
+
+    def _choose_inference_path(self, name: str) -> None:
+        from action_diffusion_policy.inference_paths import (
+            PATH_NAMES,
+            apply_path,
+            select_inference_path,
+        )
+
+        if name == "auto":
+            self.policy, report = select_inference_path(self.policy)
+            self.inference_path = report.chosen
+            self.get_logger().info(report.summary())
+            return
+        if name not in PATH_NAMES:
+            raise ValueError(f"parameter inference_path={name!r}: use auto or one of "
+                             f"{PATH_NAMES}")  # fmt: skip
+        apply_path(self.policy.eval(), name)
+        self.inference_path = name
+        self.get_logger().info(f"inference path {name} (set by parameter)")
 
     def _set_inference_steps(self, steps: int) -> None:
         """``num_inference_steps`` (0: the checkpoint's) through PolicyConfig's validation, so a
@@ -394,7 +428,9 @@ class PolicyNode(LifecycleNode):
             self.last_image_problem = str(exc)
             self.get_logger().warn(f"{camera}: image rejected: {exc}", throttle_duration_sec=5.0)
             return
-        self._add(camera, cv.stamp_to_seconds(msg.header.stamp), (camera, msg))
+        stamp = cv.stamp_to_seconds(msg.header.stamp)
+        self._image_delivery.append(self._now() - stamp)  # camera stamp -> here (transport)
+        self._add(camera, stamp, (camera, msg))
 
     def _on_unified_state(self, msg: UnifiedState) -> None:
         try:
@@ -496,6 +532,8 @@ class PolicyNode(LifecycleNode):
         last_stamp = -math.inf
         last_reason = ""
         last_progress = time.monotonic()
+        fresh = bool(self._param("fresh_observations"))
+        fresh_after, fresh_until = -math.inf, -math.inf  # node clock; monotonic
         while not self._stop.is_set():
             started = time.monotonic()
             with self._lock:
@@ -513,7 +551,12 @@ class PolicyNode(LifecycleNode):
                     f"{self.buffer.newest_stamps()})",
                     throttle_duration_sec=5.0,
                 )
-            if selection is None or selection.stamp <= last_stamp:
+            # fresh_observations: a frame captured after the last chunk was done, so its wait
+            # in the buffer is not latency (give up after FRESH_WAIT_S: the camera's clock may
+            # lag this node's).
+            stale_for_fresh = (selection is not None and selection.stamp < fresh_after
+                               and time.monotonic() < fresh_until)  # fmt: skip
+            if selection is None or selection.stamp <= last_stamp or stale_for_fresh:
                 if selection is None and reason.startswith("stale") and reason != last_reason:
                     self.counters["stale"] += 1
                     self.get_logger().warn(
@@ -534,6 +577,8 @@ class PolicyNode(LifecycleNode):
                 self.counters["policy_errors"] += 1
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
             last_stamp = selection.stamp
+            if fresh:
+                fresh_after, fresh_until = self._now(), time.monotonic() + FRESH_WAIT_S
             if period:
                 self._stop.wait(max(0.0, period - (time.monotonic() - started)))
 
@@ -616,6 +661,11 @@ class PolicyNode(LifecycleNode):
         values = {k: f"{v:.3f}" for k, v in summary.items()}
         values.update({k: str(v) for k, v in self.counters.items()})
         values["strategy"] = str(self._param("strategy"))
+        values["inference_path"] = self.inference_path
+        if self._image_delivery:
+            delivery = 1e3 * np.asarray(self._image_delivery)
+            values["image_delivery_mean_ms"] = f"{delivery.mean():.3f}"
+            values["image_delivery_p95_ms"] = f"{np.percentile(delivery, 95):.3f}"
         values["rtc_delay_steps"] = str(self._rtc_delay)
         values.update({f"buffer_{k}": str(v) for k, v in buffer_counters.items()})
         values["dropped_observations"] = str(dropped)

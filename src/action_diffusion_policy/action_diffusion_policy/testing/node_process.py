@@ -10,11 +10,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
-def start_node(module: str, params: Mapping[str, object], log: Path) -> subprocess.Popen:
-    """`python -m module --ros-args -p key:=value ...`, stdout and stderr into `log`."""
+def start_node(module: str, params: Mapping[str, object], log: Path,
+               remaps: Mapping[str, str] | None = None) -> subprocess.Popen:  # fmt: skip
+    """`python -m module --ros-args -p key:=value ... -r from:=to ...`, stdout and stderr into
+    `log`."""
     args = [sys.executable, "-m", module, "--ros-args"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
+    for src, dst in (remaps or {}).items():
+        args += ["-r", f"{src}:={dst}"]
     with Path(log).open("w") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
