@@ -296,7 +296,8 @@ class CommandClock:
 
 
 def bench_jitter(rate: float, seconds: float, tmp: Path, tick_clock: str,
-                 beside_inference: bool, torch_threads: int) -> dict:  # fmt: skip
+                 beside_inference: bool, torch_threads: int,
+                 realtime_priority: int = 80) -> dict:  # fmt: skip
     from unified_action_space import load_embodiment
 
     emb = load_embodiment("aloha_sim", kinematics=False)
@@ -313,7 +314,8 @@ def bench_jitter(rate: float, seconds: float, tmp: Path, tick_clock: str,
     clock = CommandClock()
     proc = start_node(
         "action_diffusion_policy.nodes.action_executor",
-        {"embodiment": "aloha_sim", "rate": rate, "tick_clock": tick_clock},
+        {"embodiment": "aloha_sim", "rate": rate, "tick_clock": tick_clock,
+         "realtime_priority": realtime_priority},
         tmp / f"executor_{rate}_{tick_clock}.log",
     )
     try:
@@ -346,6 +348,7 @@ def bench_jitter(rate: float, seconds: float, tmp: Path, tick_clock: str,
     out = {
         "rate_hz": rate,
         "tick_clock": tick_clock,
+        "realtime_priority": realtime_priority if tick_clock == "thread" else None,
         "beside_inference": beside_inference,
         "node_tick": node_tick,
         "node_reported_rate_hz": float(diag.get("rate_hz", "nan")),
