@@ -48,7 +48,7 @@ SENDER = textwrap.dedent("""
 
 
 def test_profile_is_used_unless_the_user_set_up_dds():
-    env = description.dds_environment({}, description.source_config_dir())
+    env = description.dds_environment({}, description.config_dir())
     assert set(env) == {"FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"}
     assert os.path.isfile(env["FASTRTPS_DEFAULT_PROFILES_FILE"])
     for var in description.DDS_ENV_VARS:
@@ -61,7 +61,7 @@ def test_camera_frames_cross_processes_with_the_profile():
     them: with the profile they go by shared memory and arrive."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(101, 200)),
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           **description.dds_environment({}, description.source_config_dir())}
+           **description.dds_environment({}, description.config_dir())}
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, "8"], env=env,
                                 stdout=subprocess.PIPE, text=True)
     assert receiver.stdout.readline().strip() == "ready"
