@@ -24,6 +24,7 @@ with the checkpoint's config (batch 64, fp32 and bf16 autocast), each dtype in t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -40,6 +41,7 @@ from action_diffusion_policy.inference_paths import (
     candidate_paths,
     normalized_error,
     select_inference_path,
+    step_relative_error,
 )
 from action_diffusion_policy.policy import ActionChunkPolicy
 from action_diffusion_policy.types import Observation
@@ -179,26 +181,6 @@ def floors(cost: dict, peak: dict, bandwidth: float) -> dict:
     return out
 
 
-def step_relative_error(policy: ActionChunkPolicy, ref_policy: ActionChunkPolicy) -> float:
-    """|step - step_fp32| / |step_fp32| of one denoising step at the same input (a random-weight
-    model's chunk diverges between dtypes through the sampler; one step does not)."""
-    cfg = policy.config
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
-    batch = ref_policy.validate_observation(make_obs(ref_policy))
-    outs = []
-    for pol in (ref_policy, policy):
-        with torch.no_grad():
-            cond = pol._prepare_batch(batch)
-            ctx = pol.backbone.prepare_condition(cond)
-            dtype = cond["global"].dtype
-            t = torch.full((1,), 50, dtype=torch.long if cfg.head == "ddpm" else torch.float32)
-            if cfg.head != "ddpm":
-                t = t / 100
-            outs.append(pol._step_fn(ctx, x.to(dtype), t)(x.to(dtype), t).float())
-    return float((outs[1] - outs[0]).norm() / outs[0].norm().clamp_min(1e-12))
-
-
 def reference_rows(repeats: int, native_bf16: bool) -> tuple[list[dict], dict]:
     ddim = SAMPLERS[0]
     base = make_policy("unet", "reference", ddim, IMAGE_SIZE["reference"])
@@ -217,8 +199,6 @@ def reference_rows(repeats: int, native_bf16: bool) -> tuple[list[dict], dict]:
     _, skipped = candidate_paths(base)
     rows = [{"name": "reference_unet_256_512_1024_2cam_120x160_h64_ddim10", "path": name,
              "skipped": why} for name, why in skipped.items()]
-    import copy
-
     wanted = ["fp32", "fp32-jit", "bf16-jit", "fp32-compile", "bf16-compile", "bf16-autotune"]
     runnable = [p for p in wanted
                 if not (p.startswith("bf16") and "bf16" in skipped)
@@ -232,7 +212,8 @@ def reference_rows(repeats: int, native_bf16: bool) -> tuple[list[dict], dict]:
                "params_m": params_m(policy), "first_chunk_s": round(first_s, 2),
                **latency_ms(policy, repeats, warmup=1),
                "chunk_error_vs_fp32": round(normalized_error(base, chunk, ref_chunk), 4),
-               "step_relative_error_vs_fp32": round(step_relative_error(policy, base), 5)}
+               "step_relative_error_vs_fp32": round(
+                   step_relative_error(policy, base, make_obs(base)), 5)}
         row["floor_ratio"] = round(row["p50_ms"] / machine_floor["floor_ms"], 2)
         row["floor_ratio_compute"] = round(row["p50_ms"] / machine_floor["compute_ms"], 2)
         row["target_floor_ratio"] = 2.0

@@ -117,6 +117,27 @@ def normalized_error(policy: ActionChunkPolicy, chunk: np.ndarray, ref: np.ndarr
     return float(np.max(np.abs(chunk - ref) * 2 / span))
 
 
+def step_relative_error(policy: ActionChunkPolicy, ref: ActionChunkPolicy, obs: Observation,
+                        t_fraction: float = 0.5, seed: int = 1) -> float:  # fmt: skip
+    """|step - step_ref| / |step_ref| of one denoising step of ``policy`` against ``ref`` (float32
+    eager) at the same noisy chunk and time (``t_fraction`` of the training schedule). A
+    random-weight model's whole chunk diverges between dtypes through the sampler; one step
+    does not, so this is the agreement check for models without trained weights."""
+    cfg = ref.config
+    x = torch.randn(1, cfg.horizon, cfg.action_dim, generator=torch.Generator().manual_seed(seed))
+    t = (torch.full((1,), round(t_fraction * cfg.num_train_timesteps)) if cfg.head == "ddpm"
+         else torch.full((1,), float(t_fraction)))
+    batch = ref.validate_observation(obs)
+    outs = []
+    for pol in (ref, policy):
+        with torch.no_grad():
+            cond = pol._prepare_batch(batch)
+            ctx = pol.backbone.prepare_condition(cond)
+            dtype = cond["global"].dtype
+            outs.append(pol._step_fn(ctx, x.to(dtype), t)(x.to(dtype), t).float())
+    return float((outs[1] - outs[0]).norm() / outs[0].norm().clamp_min(1e-12))
+
+
 @dataclass
 class PathReport:
     chosen: str

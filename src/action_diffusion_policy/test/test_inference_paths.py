@@ -36,19 +36,7 @@ def chunk(policy, obs, noise):
 
 
 def one_step(policy, ref, obs) -> float:
-    """Relative error of one denoising step against ``ref`` (float32 eager) at one input."""
-    x = torch.randn(1, ref.config.horizon, ref.config.action_dim,
-                    generator=torch.Generator().manual_seed(3))
-    batch = ref.validate_observation(obs)
-    t = torch.full((1,), 40) if ref.config.head == "ddpm" else torch.full((1,), 0.4)
-    outs = []
-    for pol in (ref, policy):
-        with torch.no_grad():
-            cond = pol._prepare_batch(batch)
-            ctx = pol.backbone.prepare_condition(cond)
-            dtype = cond["global"].dtype
-            outs.append(pol._step_fn(ctx, x.to(dtype), t)(x.to(dtype), t).float())
-    return float((outs[1] - outs[0]).norm() / outs[0].norm())
+    return ip.step_relative_error(policy, ref, obs, t_fraction=0.4, seed=3)
 
 
 @pytest.mark.parametrize("backbone", ["unet", "dit", "rdt"])
