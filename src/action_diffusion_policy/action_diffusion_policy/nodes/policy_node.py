@@ -325,6 +325,9 @@ class PolicyNode(LifecycleNode):
         )
 
         if name == "auto":
+            self.get_logger().info(
+                "timing the inference paths on this machine (where chunks take >= 50 ms a "
+                "compiled path is tried too: tens of seconds the first time)")
             self.policy, report = select_inference_path(self.policy)
             self.inference_path = report.chosen
             self.get_logger().info(report.summary())
